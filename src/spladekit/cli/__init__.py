@@ -1,0 +1,35 @@
+"""The ``spladekit`` command line: one typer app; each area registers its own commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import SpladekitError
+
+app = typer.Typer(
+    name="spladekit",
+    help="Learned sparse retrieval with SPLADE: encode, index, search, evaluate, train, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from . import encode as _encode  # noqa: E402
+from . import evaluate as _evaluate  # noqa: E402
+from . import index as _index  # noqa: E402
+from . import serve as _serve  # noqa: E402
+from . import train as _train  # noqa: E402
+
+for _mod in (_encode, _index, _evaluate, _train, _serve):
+    _mod.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    try:
+        app()
+    except SpladekitError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

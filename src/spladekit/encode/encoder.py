@@ -1,0 +1,347 @@
+"""`SpladeEncoder`: text -> SPLADE sparse vectors, for queries and documents, exact by default."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError, ModelLoadError
+from ..sparse import SparseVectors
+from . import pooling
+from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model, weights_sha256
+
+MODES = ("exact", "fast", "fp32")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX); without them bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class EncodeReport:
+    """What the last encode call did: texts, tokens, how many were truncated, empty inputs."""
+
+    texts: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    empty: int = 0
+
+
+class SpladeEncoder:
+    """A SPLADE model: a masked-LM whose logits are max-pooled over tokens into a vocabulary-sized sparse vector.
+
+    Modes: ``exact`` gives the fp32 result (a bf16 screen with a proven error bound, then fp32 on the surviving
+    terms, where the CPU has bf16; plain fp32 chunks otherwise); ``fp32`` always computes every logit in fp32;
+    ``fast`` runs the head in bf16 without the fp32 rescore (weights differ by ~1e-2).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, spec: ModelSpec, *, mode: str = "exact") -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.mode = self._check_mode(mode)
+        decoder = model.get_output_embeddings()
+        if decoder is None or not hasattr(decoder, "weight"):
+            raise ModelLoadError(f"{spec.transformer_path}: model has no output (vocabulary) projection")
+        self._decoder = decoder
+        # The vocabulary projection is done by our pooling kernels; the model itself stops at the transformed
+        # hidden state, so the batch × length × vocab logits never exist.
+        decoder.forward = _identity  # type: ignore[method-assign]
+        self._lock = threading.Lock()
+        self._lowp_cache: tuple | None = None
+        self._weights_hash: str | None = None
+        self.last_report = EncodeReport()
+        self._fast_tok = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else None
+        vocab = tokenizer.get_vocab()
+        size = self.vocab_size
+        self.vocab: list[str] = [f"[unused_{i}]" for i in range(size)]
+        for tok, i in vocab.items():
+            if 0 <= i < size:
+                self.vocab[i] = tok
+        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        mode: str = "exact",
+        threads: int | None = None,
+        max_length: int | None = None,
+    ) -> SpladeEncoder:
+        """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only)."""
+        cls._check_mode(mode)
+        root = resolve_model(name_or_path)
+        name = BUNDLED_NAME if name_or_path is None or str(name_or_path) == BUNDLED_NAME else str(name_or_path)
+        spec = read_spec(root, name)
+        if max_length is not None:
+            spec.max_length = int(max_length)
+        if threads:
+            torch.set_num_threads(int(threads))
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            with _quiet_progress():
+                model = AutoModelForMaskedLM.from_pretrained(str(spec.transformer_path), dtype=torch.float32)
+        except Exception as e:  # noqa: BLE001 - one line naming the file, not a transformers traceback
+            raise ModelLoadError(f"{spec.transformer_path}: cannot load model weights ({_first_line(e)})") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_path))
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{spec.transformer_path}: cannot load tokenizer ({_first_line(e)})") from None
+        if spec.do_lower_case is None:
+            spec.do_lower_case = bool(getattr(tokenizer, "do_lower_case", False))
+        return cls(model, tokenizer, spec, mode=mode)
+
+    @staticmethod
+    def _check_mode(mode: str) -> str:
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        return mode
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._decoder.weight.shape[0])
+
+    @property
+    def max_length(self) -> int:
+        return self.spec.max_length
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """Vocabulary projection (V, d): the row of a term is its output embedding."""
+        return self._decoder.weight
+
+    @property
+    def head_bias(self) -> torch.Tensor:
+        b = self._decoder.bias
+        return b if b is not None else torch.zeros(self.vocab_size)
+
+    @property
+    def weights_hash(self) -> str:
+        """sha256 of the weights file, computed once: identifies the model that built an index."""
+        if self._weights_hash is None:
+            self._weights_hash = weights_sha256(self.spec.transformer_path)
+        return self._weights_hash
+
+    def info(self) -> dict:
+        """Identity and settings, as recorded in indexes and evaluation reports."""
+        return {
+            "name": self.name,
+            "path": str(self.spec.root),
+            "weights_sha256": self.weights_hash,
+            "max_length": self.max_length,
+            "pooling": self.spec.pooling_strategy,
+            "activation": self.spec.activation,
+            "vocab_size": self.vocab_size,
+            "mode": self.mode,
+        }
+
+    # ------------------------------------------------------------------ encoding
+    def encode_queries(self, texts: str | Sequence[str], **kwargs) -> SparseVectors:
+        """Encode queries (with the model's query prompt, if any)."""
+        return self.encode(texts, kind="query", **kwargs)
+
+    def encode_documents(self, texts: str | Sequence[str], **kwargs) -> SparseVectors:
+        """Encode documents (with the model's document prompt, if any)."""
+        return self.encode(texts, kind="document", **kwargs)
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        kind: str = "document",
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        threshold: float = 0.0,
+        mode: str | None = None,
+        show_progress: bool = False,
+    ) -> SparseVectors:
+        """Encode texts into a SparseVectors batch, rows in input order.
+
+        Texts are sorted by token length to cut padding, truncated at ``max_length`` (see ``last_report``).
+        Empty strings give empty vectors.
+        """
+        texts = _check_texts(texts)
+        mode = self._check_mode(mode or self.mode)
+        if batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        prompt = self.spec.prompts.get(kind, "")
+        ids, truncated = self._tokenize(texts, prompt)
+        n = len(texts)
+        report = EncodeReport(texts=n, truncated=truncated)
+        order = sorted((i for i in range(n) if ids[i] is not None), key=lambda i: -len(ids[i]))
+        report.empty = n - len(order)
+        rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * n
+        bar = _progress(len(order), show_progress, f"encoding {kind}s")
+        with self._lock, torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                chunk = order[s : s + batch_size]
+                weights = self._encode_batch([ids[i] for i in chunk], mode)
+                report.tokens += sum(len(ids[i]) for i in chunk)
+                for j, i in enumerate(chunk):
+                    rows[i] = _sparsify(weights[j], max_active_dims, threshold)
+                if bar is not None:
+                    bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        self.last_report = report
+        return SparseVectors.from_rows(rows, self.vocab_size, self.vocab) if n else SparseVectors.empty(0, self.vocab_size)
+
+    def _tokenize(self, texts: list[str], prompt: str) -> tuple[list[list[int] | None], int]:
+        texts = [(prompt + t) if t.strip() else "" for t in texts]
+        if self.spec.do_lower_case:
+            texts = [t.lower() for t in texts]
+        non_empty = [i for i, t in enumerate(texts) if t.strip()]
+        out: list[list[int] | None] = [None] * len(texts)
+        truncated = 0
+        if not non_empty:
+            return out, 0
+        if self._fast_tok is not None:
+            tok = self._fast_tok
+            tok.no_padding()
+            tok.enable_truncation(self.max_length)
+            encs = tok.encode_batch([texts[i] for i in non_empty])
+            for i, e in zip(non_empty, encs):
+                out[i] = e.ids
+                truncated += bool(e.overflowing)
+        else:
+            enc = self.tokenizer([texts[i] for i in non_empty], truncation=True, max_length=self.max_length)
+            full = self.tokenizer([texts[i] for i in non_empty], truncation=False)["input_ids"]
+            for i, e, f in zip(non_empty, enc["input_ids"], full):
+                out[i] = e
+                truncated += len(f) > len(e)
+        return out, truncated
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The masked-LM's hidden states right before the vocabulary projection (B, L, d)."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def _lowp_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.head_weight
+        key = (w.data_ptr(), w._version)
+        if self._lowp_cache is None or self._lowp_cache[0] != key:
+            self._lowp_cache = (key, w.detach().to(torch.bfloat16), w.detach().float().norm(dim=1))
+        return self._lowp_cache[1], self._lowp_cache[2]
+
+    def _encode_batch(self, batch_ids: list[list[int]], mode: str) -> torch.Tensor:
+        length = max(len(x) for x in batch_ids)
+        input_ids = torch.zeros((len(batch_ids), length), dtype=torch.long)
+        mask = torch.zeros((len(batch_ids), length), dtype=torch.bool)
+        for j, x in enumerate(batch_ids):
+            input_ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[j, : len(x)] = True
+        hidden = self.hidden_states(input_ids, mask.long())
+        return self.pool(hidden, mask, mode)
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor, mode: str | None = None) -> torch.Tensor:
+        """SPLADE weights (B, V) from hidden states, without materialising (B, L, V)."""
+        mode = mode or self.mode
+        w, b = self.head_weight.detach(), self.head_bias.detach().float()
+        act = self.spec.activation
+        if self.spec.pooling_strategy == "sum":
+            return pooling.masked_sum_activated(hidden, mask, w, b, act)
+        use_bf16 = cpu_supports_bf16() or hidden.device.type != "cpu"
+        if mode == "fp32" or not use_bf16:
+            maxlog = pooling.masked_max_logits(hidden.float(), mask, w.float()) + b
+        elif mode == "exact":
+            wl, norms = self._lowp_weights()
+            maxlog = pooling.screened_max_logits(hidden.float(), mask, w.float(), b, wl, norms)
+        else:  # fast
+            wl, _ = self._lowp_weights()
+            maxlog = pooling.masked_max_logits(hidden.to(torch.bfloat16), mask, wl) + b
+        return pooling.activate(maxlog, act)
+
+    # ------------------------------------------------------------------ inspection
+    def inspect(self, text: str, *, query: bool = False, top_k: int = 20) -> list[tuple[str, float]]:
+        """Top terms and weights of one text."""
+        vec = self.encode([text], kind="query" if query else "document")
+        return vec.decode(top_k)[0]
+
+    def token_ids(self, tokens: Iterable[str]) -> list[int]:
+        """Term ids of tokens; an unknown token is an error."""
+        out = []
+        for t in tokens:
+            if t not in self.token_to_id:
+                raise InputError(f"token {t!r} is not in the model's vocabulary")
+            out.append(self.token_to_id[t])
+        return out
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0][:300] if s else type(e).__name__
+
+
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or not isinstance(texts, (list, tuple)) and not hasattr(texts, "__iter__"):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    if not texts:
+        raise InputError("texts is an empty list: nothing to encode")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
+    return texts
+
+
+def _sparsify(weights: torch.Tensor, max_active_dims: int | None, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    w = weights.float()
+    idx = torch.nonzero(w > threshold).squeeze(1)
+    val = w[idx]
+    if max_active_dims is not None and idx.numel() > max_active_dims:
+        top = torch.topk(val, max_active_dims).indices.sort().values
+        idx, val = idx[top], val[top]
+    return idx.numpy().astype(np.int32), val.numpy().astype(np.float32)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="text")
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = old
