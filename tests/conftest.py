@@ -46,7 +46,7 @@ def make_tiny_mlm(path: Path, seed: int = 0, vocab_from=None) -> Path:
     model = BertForMaskedLM(cfg)
     # A positive decoder bias so a random model still gives non-empty SPLADE vectors.
     with torch.no_grad():
-        model.cls.predictions.decoder.bias.normal_(0.0, 1.0)
+        model.cls.predictions.decoder.bias.normal_(-2.0, 1.0)
     model.save_pretrained(str(path))
     tok.save_pretrained(str(path))
     return path

@@ -128,7 +128,9 @@ def load_beir(root: str | Path, split: str = "test", *, check_ids: bool = True) 
     """Load a BEIR folder; unknown ids in the qrels or a split with no judged query are clear errors."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: not a folder (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)")
+        raise InputError(
+            f"{root}: not a folder (expected a BEIR folder with corpus.jsonl, queries.jsonl, qrels/)"
+        )
     for name in ("corpus.jsonl", "queries.jsonl"):
         if not (root / name).is_file():
             raise InputError(f"{root}: missing {name} (not a BEIR folder)")
@@ -157,7 +159,11 @@ def _check_qrels(path: Path, qrels, corpus, queries) -> None:
                 lines.setdefault((parts[0].strip(), parts[-2].strip()), lineno)
     for qid, docs in qrels.items():
         if qid not in queries:
-            raise DataFormatError(str(path), lines.get((qid, next(iter(docs)))), f"query id {qid!r} is not in queries.jsonl")
+            raise DataFormatError(
+                str(path), lines.get((qid, next(iter(docs)))), f"query id {qid!r} is not in queries.jsonl"
+            )
         for did in docs:
             if did not in corpus:
-                raise DataFormatError(str(path), lines.get((qid, did)), f"document id {did!r} is not in corpus.jsonl")
+                raise DataFormatError(
+                    str(path), lines.get((qid, did)), f"document id {did!r} is not in corpus.jsonl"
+                )

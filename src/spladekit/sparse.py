@@ -43,7 +43,10 @@ class SparseVectors:
 
     @classmethod
     def from_rows(
-        cls, rows: Iterable[tuple[Sequence[int], Sequence[float]]], dim: int, vocab: Sequence[str] | None = None
+        cls,
+        rows: Iterable[tuple[Sequence[int], Sequence[float]]],
+        dim: int,
+        vocab: Sequence[str] | None = None,
     ) -> SparseVectors:
         """Build from (term ids, weights) pairs; duplicate ids in a row are summed, zeros dropped, ids sorted."""
         indptr = [0]
@@ -154,7 +157,9 @@ class SparseVectors:
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
         indptr = np.concatenate([[0], np.cumsum(lengths)])
-        take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, int)
+        take = (
+            np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, int)
+        )
         return SparseVectors(indptr, self.indices[take], self.data[take], self.dim, self.vocab)
 
     def __iter__(self):
@@ -256,4 +261,7 @@ class SparseVectors:
         """Same active terms in every row and weights within ``atol``."""
         if len(self) != len(other) or not np.array_equal(self.indptr, other.indptr):
             return False
-        return bool(np.array_equal(self.indices, other.indices) and np.allclose(self.data, other.data, atol=atol, rtol=0))
+        return bool(
+            np.array_equal(self.indices, other.indices)
+            and np.allclose(self.data, other.data, atol=atol, rtol=0)
+        )

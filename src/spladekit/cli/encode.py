@@ -17,9 +17,13 @@ def register(app: typer.Typer) -> None:
 
 def inspect_cmd(
     text: str = typer.Argument(..., help="Text to encode."),
-    query: bool = typer.Option(False, "--query", help="Encode as a query (query prompt) instead of a document."),
+    query: bool = typer.Option(
+        False, "--query", help="Encode as a query (query prompt) instead of a document."
+    ),
     top_k: int = typer.Option(20, "--top-k", "-k", help="Number of terms to show."),
-    model: str = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show the top SPLADE terms and weights of a text."""
@@ -34,7 +38,9 @@ def inspect_cmd(
     if as_json:
         typer.echo(json.dumps({"text": text, "active_dims": int(vec.active_dims()[0]), "terms": dict(terms)}))
         return
-    table = Table(title=f"{'query' if query else 'document'}: {int(vec.active_dims()[0])} active terms ({enc.name})")
+    table = Table(
+        title=f"{'query' if query else 'document'}: {int(vec.active_dims()[0])} active terms ({enc.name})"
+    )
     table.add_column("term")
     table.add_column("weight", justify="right")
     for t, w in terms:
@@ -43,16 +49,24 @@ def inspect_cmd(
 
 
 def encode_cmd(
-    input: Path = typer.Argument(..., help="JSONL with _id/id and text (BEIR title+text too), or a BEIR folder."),
+    input: Path = typer.Argument(
+        ..., help="JSONL with _id/id and text (BEIR title+text too), or a BEIR folder."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Output JSONL: {_id, vector: {token: weight}}."),
     query: bool = typer.Option(False, "--query", help="Encode as queries."),
-    model: str = typer.Option(None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", "-b"),
     mode: str = typer.Option("exact", "--mode", help="exact | fp32 | fast"),
-    max_active_dims: int = typer.Option(None, "--max-active-dims", help="Keep only the top-k terms of each vector."),
+    max_active_dims: int = typer.Option(
+        None, "--max-active-dims", help="Keep only the top-k terms of each vector."
+    ),
     threads: int = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
     chunk: int = typer.Option(2048, "--chunk", help="Texts per write (bounds memory)."),
-    use_ray: bool = typer.Option(False, "--ray", help="Encode with Ray Data (distributed); writes parquet shards."),
+    use_ray: bool = typer.Option(
+        False, "--ray", help="Encode with Ray Data (distributed); writes parquet shards."
+    ),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local cluster)."),
 ) -> None:
     """Encode a corpus into Anserini JsonVectorCollection JSONL (or parquet shards with --ray)."""
@@ -92,4 +106,6 @@ def encode_cmd(
                 f.write(json.dumps({"_id": r.id, "vector": d}, ensure_ascii=False) + "\n")
             bar.update(len(part))
     tmp.replace(output)
-    typer.echo(f"wrote {len(records)} vectors to {output} ({truncated} texts truncated at {enc.max_length} tokens)")
+    typer.echo(
+        f"wrote {len(records)} vectors to {output} ({truncated} texts truncated at {enc.max_length} tokens)"
+    )

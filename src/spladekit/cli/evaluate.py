@@ -1,9 +1,83 @@
-"""CLI commands of this area (registered on the main app)."""
+"""``spladekit eval``: SPLADE, BM25 and their fusion on a BEIR folder, with the model card's metrics."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    """Add ``eval`` to ``app``."""
+    app.command("eval")(eval_command)
+
+
+def eval_command(
+    data_dir: Path = typer.Argument(..., help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv"),
+    split: str = typer.Option("test", "--split", help="qrels split to evaluate"),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="model folder or name (default: bundled splade-tiny)"
+    ),
+    index: Path | None = typer.Option(
+        None,
+        "--index",
+        help="index folder: reused if it holds this corpus, built there otherwise (default: temporary)",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="folder for run files, metrics.json, report.md, plots (default: eval-DATASET-SPLIT)",
+    ),
+    relevance_threshold: int = typer.Option(
+        1,
+        "--relevance-threshold",
+        help="binary metrics count rel >= this (TREC DL convention: 2); nDCG always uses the graded values",
+    ),
+    k: int = typer.Option(1000, "--k", help="retrieval depth per query"),
+    bm25: bool = typer.Option(True, "--bm25/--no-bm25", help="add the BM25 baseline and the RRF fusion rows"),
+    exact: bool = typer.Option(
+        False, "--exact", help="brute-force exact search instead of the index (reference)"
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="documents per encoding batch"),
+    as_json: bool = typer.Option(False, "--json", help="print metrics.json to stdout instead of the summary"),
+) -> None:
+    """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report."""
+    from ..eval import evaluate
+    from ..eval.report import LABELS, metrics_json
+
+    out = output or Path(f"eval-{Path(data_dir).resolve().name}-{split}")
+
+    def log(msg: str) -> None:
+        if not as_json:
+            typer.echo(msg, err=True)
+
+    res = evaluate(
+        data_dir,
+        split,
+        model,
+        index_dir=index,
+        output_dir=out,
+        relevance_threshold=relevance_threshold,
+        k=k,
+        bm25=bm25,
+        retriever="exact" if exact else "index",
+        batch_size=batch_size,
+        show_progress=not as_json,
+        log=log,
+    )
+    if as_json:
+        typer.echo(metrics_json(res), nl=False)
+        return
+    shown = ["ndcg@10", "mrr@10", "map@100", "recall@10", "recall@100", "recall@1000", "accuracy@10"]
+    width = max(len(LABELS.get(s, s)) for s in res.metrics)
+    typer.echo(f"{'system':<{width}}  " + "  ".join(f"{m:>11}" for m in shown))
+    for name, m in res.metrics.items():
+        typer.echo(f"{LABELS.get(name, name):<{width}}  " + "  ".join(f"{m[x]:>11.4f}" for x in shown))
+    sp, tm = res.report["sparsity"], res.report["timing"]
+    typer.echo(
+        f"active dims: query {sp['query_active_dims']:.1f}, corpus {sp['corpus_active_dims']:.1f}; "
+        f"FLOPS {sp['avg_flops']:.2f}; query latency p50 {tm['query_latency_p50_ms']:.1f} ms; "
+        f"total {tm['total_s']:.0f} s"
+    )
+    typer.echo(f"report: {out / 'report.md'}")

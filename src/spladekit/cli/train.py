@@ -1,9 +1,88 @@
-"""CLI commands of this area (registered on the main app)."""
+"""CLI commands of the training area: ``train``, ``mine``, ``teacher``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to ``app``."""
+    """Add ``train``, ``mine`` and ``teacher`` to ``app``."""
+
+    @app.command("train")
+    def train_command(
+        config: Path = typer.Option(..., "--config", "-c", help="TOML or YAML training config."),
+        resume: Path | None = typer.Option(None, "--resume", help="Checkpoint folder to resume from."),
+        output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Overrides output_dir."),
+        max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Train (distil) a SPLADE model as the config says; checkpoints are SparseEncoder folders."""
+        from ..train import load_config, train
+
+        overrides: dict = {}
+        if resume is not None:
+            overrides["resume_from"] = str(resume)
+        if output_dir is not None:
+            overrides["output_dir"] = str(output_dir)
+        if max_steps is not None:
+            overrides["max_steps"] = max_steps
+        cfg = load_config(config, overrides)
+        res = train(cfg, show_progress=not quiet, log=lambda m: typer.echo(m, err=True))
+        typer.echo(f"trained {res.steps} steps in {res.seconds / 60:.1f} min")
+        if res.best_checkpoint:
+            typer.echo(f"best checkpoint: {res.best_checkpoint}")
+        if res.last_checkpoint:
+            typer.echo(f"last checkpoint: {res.last_checkpoint}")
+
+    @app.command("mine")
+    def mine_command(
+        data_dir: Path = typer.Argument(..., help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)."),
+        output: Path = typer.Option(..., "--output", "-o", help="JSONL file of training rows to write."),
+        split: str = typer.Option("train", "--split", help="qrels split whose judged pairs become rows."),
+        index: Path | None = typer.Option(
+            None, "--index", help="Index folder: reused if it exists, built with --model otherwise."
+        ),
+        model: str | None = typer.Option(None, "--model", "-m", help="Model folder (default: bundled)."),
+        n: int = typer.Option(4, "-n", "--negatives", help="Hard negatives per row."),
+        skip_top: int = typer.Option(0, "--skip-top", help="Skip this many top non-positive hits."),
+        batch_size: int = typer.Option(32, "--batch-size"),
+    ) -> None:
+        """Mine hard negatives for every judged (query, positive) pair with the current model."""
+        from ..train import mine_negatives
+
+        rows = mine_negatives(
+            data_dir,
+            output,
+            split=split,
+            model=model,
+            index_dir=index,
+            n=n,
+            skip_top=skip_top,
+            batch_size=batch_size,
+            show_progress=True,
+            log=lambda m: typer.echo(m, err=True),
+        )
+        typer.echo(f"wrote {rows} rows to {output}")
+
+    @app.command("teacher")
+    def teacher_command(
+        data: Path = typer.Argument(..., help="JSONL training rows (from `spladekit mine`)."),
+        output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write, rows with 'scores'."),
+        teacher: Path | None = typer.Option(
+            None,
+            "--teacher",
+            "-t",
+            help="Cross-encoder or sentence-transformers folder (default: all-MiniLM-L6-v2).",
+        ),
+        similarity: str = typer.Option("cosine", "--similarity", help="Bi-encoder score: cosine or dot."),
+        batch_size: int = typer.Option(64, "--batch-size"),
+    ) -> None:
+        """Score every (query, passage) of the rows with a teacher model."""
+        from ..train import score_with_teacher
+
+        rows = score_with_teacher(
+            data, output, teacher, similarity=similarity, batch_size=batch_size, show_progress=True
+        )
+        typer.echo(f"wrote {rows} scored rows to {output}")

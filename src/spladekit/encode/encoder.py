@@ -85,7 +85,9 @@ class SpladeEncoder:
         """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only)."""
         cls._check_mode(mode)
         root = resolve_model(name_or_path)
-        name = BUNDLED_NAME if name_or_path is None or str(name_or_path) == BUNDLED_NAME else str(name_or_path)
+        name = (
+            BUNDLED_NAME if name_or_path is None or str(name_or_path) == BUNDLED_NAME else str(name_or_path)
+        )
         spec = read_spec(root, name)
         if max_length is not None:
             spec.max_length = int(max_length)
@@ -101,14 +103,18 @@ class SpladeEncoder:
             with _quiet_progress():
                 model = AutoModelForMaskedLM.from_pretrained(str(spec.transformer_path), dtype=torch.float32)
         except Exception as e:  # noqa: BLE001 - one line naming the file, not a transformers traceback
-            raise ModelLoadError(f"{spec.transformer_path}: cannot load model weights ({_first_line(e)})") from None
+            raise ModelLoadError(
+                f"{spec.transformer_path}: cannot load model weights ({_first_line(e)})"
+            ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_path))
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"{spec.transformer_path}: cannot load tokenizer ({_first_line(e)})") from None
+            raise ModelLoadError(
+                f"{spec.transformer_path}: cannot load tokenizer ({_first_line(e)})"
+            ) from None
         if spec.do_lower_case is None:
             spec.do_lower_case = bool(getattr(tokenizer, "do_lower_case", False))
         return cls(model, tokenizer, spec, mode=mode)
@@ -211,7 +217,11 @@ class SpladeEncoder:
         if bar is not None:
             bar.close()
         self.last_report = report
-        return SparseVectors.from_rows(rows, self.vocab_size, self.vocab) if n else SparseVectors.empty(0, self.vocab_size)
+        return (
+            SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
+            if n
+            else SparseVectors.empty(0, self.vocab_size)
+        )
 
     def _tokenize(self, texts: list[str], prompt: str) -> tuple[list[list[int] | None], int]:
         texts = [(prompt + t) if t.strip() else "" for t in texts]
@@ -316,7 +326,9 @@ def _check_texts(texts) -> list[str]:
     return texts
 
 
-def _sparsify(weights: torch.Tensor, max_active_dims: int | None, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _sparsify(
+    weights: torch.Tensor, max_active_dims: int | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     w = weights.float()
     idx = torch.nonzero(w > threshold).squeeze(1)
     val = w[idx]

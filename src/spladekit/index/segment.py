@@ -1,0 +1,263 @@
+"""Immutable on-disk segments: postings per term, a document store, and tombstone files.
+
+A segment folder ``seg_NNNNNN/`` holds plain ``.npy`` arrays (memory-mapped on open) and two byte blobs:
+
+- ``term_ptr.npy`` (int64, dim+1): where each term's postings start in ``docs.npy`` / ``weights.npy``;
+- ``docs.npy`` (uint16): document number inside its 65,536-document window, ascending within a term;
+- ``weights.npy`` (float32, or uint8 with per-term ``scales.npy`` in compact mode);
+- ``win_ptr.npy`` (int32, dim x windows+1), ``win_max.npy`` / ``win_min.npy`` (float32, dim x windows): per
+  (term, window) postings offsets and weight bounds used for pruning;
+- ``ids.bin`` + ``ids_off.npy``: document ids (UTF-8); ``store.bin`` + ``store_off.npy``: ``[text, metadata]`` JSON;
+- ``meta.json``: counts and format; ``deleted.<generation>.npy``: packed tombstone bits written by a commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFormatError
+from . import _kernels as K
+
+FORMAT = 1
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file inside ``path`` durable."""
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_array(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _blob(parts: list[bytes]) -> tuple[bytes, np.ndarray]:
+    lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
+    off = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum(lens, out=off[1:])
+    dtype = np.uint32 if off[-1] < 2**32 else np.int64
+    return b"".join(parts), off.astype(dtype)
+
+
+def write_segment(
+    folder: Path,
+    ids: list[str],
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    dim: int,
+    records: list[bytes | None] | None,
+    compact: bool = False,
+) -> dict:
+    """Write a segment folder (every file synced); returns its meta dict. Not visible until a manifest names it."""
+    folder.mkdir(parents=True, exist_ok=False)
+    n = len(ids)
+    term_ptr, docs, weights = K.csr_to_postings(indptr, indices, data, dim)
+    n_windows = max(1, -(-n // K.WINDOW))
+    win_ptr, win_max, win_min = K.window_tables(term_ptr, docs, weights, n_windows)
+    save_array(folder / "term_ptr.npy", term_ptr)
+    save_array(folder / "win_ptr.npy", win_ptr)
+    save_array(folder / "win_max.npy", win_max)
+    if (win_min < 0).any():
+        save_array(folder / "win_min.npy", win_min)
+    save_array(folder / "docs.npy", (docs & (K.WINDOW - 1)).astype(np.uint16))
+    del docs
+    if compact:
+        scales = np.zeros(dim, np.float32)
+        tmax = np.max(np.abs(win_max), axis=1)
+        scales[:] = tmax / 255.0
+        safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+        term_of = np.repeat(np.arange(dim, dtype=np.int32), np.diff(term_ptr))
+        q = np.clip(np.rint(weights / safe[term_of]), 0, 255).astype(np.uint8)
+        del term_of
+        save_array(folder / "weights.npy", q)
+        save_array(folder / "scales.npy", scales)
+    else:
+        save_array(folder / "weights.npy", weights)
+    blob, off = _blob([s.encode("utf-8") for s in ids])
+    save_bytes(folder / "ids.bin", blob)
+    save_array(folder / "ids_off.npy", off)
+    has_store = records is not None and any(r is not None for r in records)
+    if has_store:
+        blob, off = _blob([r or b"" for r in records])
+        save_bytes(folder / "store.bin", blob)
+        save_array(folder / "store_off.npy", off)
+    meta = {
+        "format": FORMAT,
+        "n_docs": n,
+        "nnz": int(term_ptr[-1]),
+        "dim": dim,
+        "n_windows": n_windows,
+        "compact": compact,
+        "has_store": has_store,
+    }
+    save_bytes(folder / "meta.json", json.dumps(meta).encode())
+    fsync_dir(folder)
+    return meta
+
+
+def _mmap_bytes(path: Path) -> np.ndarray:
+    if path.stat().st_size == 0:
+        return np.zeros(0, np.uint8)
+    return np.memmap(path, dtype=np.uint8, mode="r")
+
+
+@dataclass(eq=False)
+class Segment:
+    """A read-only view of one segment folder (arrays memory-mapped) plus its current tombstones."""
+
+    name: str
+    folder: Path
+    meta: dict
+    term_ptr: np.ndarray
+    win_ptr: np.ndarray
+    win_max: np.ndarray
+    win_min: np.ndarray
+    docs: np.ndarray
+    weights: np.ndarray
+    scales: np.ndarray
+    ids_blob: np.ndarray
+    ids_off: np.ndarray
+    store_blob: np.ndarray | None
+    store_off: np.ndarray | None
+    deleted_file: str | None = None
+    alive: np.ndarray | None = None  # uint8 per document, None when nothing is deleted
+    n_deleted: int = 0
+    _fields: dict = field(default_factory=dict, repr=False)
+    _ids: list | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> Segment:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataFormatError(
+                str(folder / "meta.json"), None, f"unreadable segment metadata ({e})"
+            ) from None
+        dim, nw = meta["dim"], meta["n_windows"]
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / name, mmap_mode="r", allow_pickle=False)
+
+        win_min = arr("win_min.npy") if (folder / "win_min.npy").exists() else np.zeros((dim, nw), np.float32)
+        scales = arr("scales.npy") if meta["compact"] else np.ones(dim, np.float32)
+        has_store = meta["has_store"]
+        return cls(
+            name=folder.name,
+            folder=folder,
+            meta=meta,
+            term_ptr=arr("term_ptr.npy"),
+            win_ptr=arr("win_ptr.npy"),
+            win_max=arr("win_max.npy"),
+            win_min=win_min,
+            docs=arr("docs.npy"),
+            weights=arr("weights.npy"),
+            scales=np.ascontiguousarray(scales),
+            ids_blob=_mmap_bytes(folder / "ids.bin"),
+            ids_off=arr("ids_off.npy"),
+            store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
+            store_off=arr("store_off.npy") if has_store else None,
+        )
+
+    def with_deletes(self, deleted_file: str | None) -> Segment:
+        """A copy sharing the arrays, with the tombstones of ``deleted_file`` (a name inside the folder)."""
+        seg = Segment(
+            **{k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("_fields", "_ids")}
+        )
+        seg._ids = self._ids
+        seg._fields = self._fields
+        seg.deleted_file = deleted_file
+        if deleted_file is None:
+            seg.alive, seg.n_deleted = None, 0
+        else:
+            bits = np.load(self.folder / deleted_file, allow_pickle=False)
+            dead = np.unpackbits(bits, count=self.n_docs).astype(bool)
+            seg.alive = (~dead).astype(np.uint8)
+            seg.n_deleted = int(dead.sum())
+        return seg
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.meta["n_docs"])
+
+    @property
+    def n_live(self) -> int:
+        return self.n_docs - self.n_deleted
+
+    def doc_id(self, d: int) -> str:
+        return bytes(self.ids_blob[int(self.ids_off[d]) : int(self.ids_off[d + 1])]).decode("utf-8")
+
+    def ids(self) -> list[str]:
+        """All document ids in document order (decoded once, then cached)."""
+        if self._ids is None:
+            blob = bytes(self.ids_blob)
+            off = self.ids_off.tolist()
+            self._ids = [blob[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
+        return self._ids
+
+    def record(self, d: int) -> tuple[str | None, dict | None]:
+        """(text, metadata) of document ``d``."""
+        if self.store_off is None:
+            return None, None
+        raw = bytes(self.store_blob[int(self.store_off[d]) : int(self.store_off[d + 1])])
+        if not raw:
+            return None, None
+        text, meta = json.loads(raw)
+        return text, meta
+
+    def field_index(self, name: str) -> dict[str, np.ndarray]:
+        """Canonical JSON of a metadata field's value -> document numbers having it (built once per field)."""
+        idx = self._fields.get(name)
+        if idx is None:
+            groups: dict[str, list[int]] = {}
+            if self.store_off is not None:
+                blob = bytes(self.store_blob)
+                off = self.store_off.tolist()
+                for d in range(self.n_docs):
+                    raw = blob[off[d] : off[d + 1]]
+                    if not raw:
+                        continue
+                    meta = json.loads(raw)[1]
+                    if isinstance(meta, dict) and name in meta:
+                        groups.setdefault(canonical(meta[name]), []).append(d)
+            idx = {k: np.asarray(v, np.int64) for k, v in groups.items()}
+            self._fields[name] = idx
+        return idx
+
+    def vectors(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR rows of the documents where ``keep`` is set (used by merges)."""
+        return K.postings_to_csr(
+            self.term_ptr,
+            self.docs,
+            self.win_ptr,
+            self.weights,
+            self.scales,
+            self.n_docs,
+            keep.astype(np.uint8),
+        )
+
+    def files(self) -> list[Path]:
+        return [p for p in self.folder.iterdir() if p.is_file()]
+
+
+def canonical(value) -> str:
+    """A hashable key for a JSON value, so filters compare values as JSON does (key order ignored)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

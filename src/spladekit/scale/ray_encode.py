@@ -1,0 +1,439 @@
+"""Distributed batch encoding with Ray Data: a corpus in, parquet shards (id, term ids, weights, text) out.
+
+The driver only plans: it splits the input into shards of ``shard_size`` records (byte offsets for JSONL, row
+ranges for parquet) and skips the shards the manifest already lists as finished. Ray Data then maps the shard
+descriptors through a pool of actors (``map_batches`` with a callable class, so each worker loads the model
+once); each actor reads its slice of the input, encodes it and writes its shard atomically. The driver records
+each finished shard in ``_manifest.json`` as results stream back, so an interrupted run resumes where it stopped.
+
+On a cluster (``address=...``), INPUT and OUTPUT must be paths that every Ray node can reach (a shared file
+system), and spladekit must be installed on the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataFormatError, InputError, SpladekitError
+from . import shards as S
+
+DEFAULT_SHARD_SIZE = 10_000
+
+
+@dataclass
+class ShardPlan:
+    """One unit of work: records ``start .. start+rows`` of the input (JSONL: from byte ``offset``, line ``line``)."""
+
+    number: int
+    start: int
+    rows: int
+    offset: int = 0
+    line: int = 1
+
+
+# ----------------------------------------------------------------------------- input planning
+def _resolve_input(path: Path) -> tuple[Path, str]:
+    path = Path(path)
+    if path.is_dir():
+        if (path / "corpus.jsonl").is_file():
+            path = path / "corpus.jsonl"
+        else:
+            raise InputError(
+                f"{path}: folder has no corpus.jsonl (expected a JSONL or parquet file, or a BEIR folder)"
+            )
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (expected a JSONL or parquet file, or a BEIR folder)")
+    fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "jsonl"
+    return path, fmt
+
+
+def plan_shards(path: Path, fmt: str, shard_size: int) -> list[ShardPlan]:
+    """Split the input into shards; for JSONL one pass over the bytes finds where each shard starts."""
+    if shard_size < 1:
+        raise InputError("shard_size must be at least 1")
+    plans: list[ShardPlan] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = pq.ParquetFile(path).metadata.num_rows
+        except Exception as e:  # noqa: BLE001
+            raise DataFormatError(
+                str(path), None, f"cannot read parquet ({str(e).splitlines()[0]})"
+            ) from None
+        for number, start in enumerate(range(0, total, shard_size)):
+            plans.append(ShardPlan(number, start, min(shard_size, total - start)))
+        return plans
+    count = 0
+    offset = 0
+    current: ShardPlan | None = None
+    with path.open("rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                if count % shard_size == 0:
+                    current = ShardPlan(len(plans), count, 0, offset, lineno)
+                    plans.append(current)
+                assert current is not None
+                current.rows += 1
+                count += 1
+            offset += len(line)
+    return plans
+
+
+def _record(obj: Any, path: str, lineno: int | None, kind: str) -> tuple[str, str, dict | None]:
+    """(id, full text, metadata) of one input object, with the same rules as ``spladekit.data.read_records``."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(path, lineno, "expected a JSON object")
+    rid = obj.get("_id", obj.get("id"))
+    if rid is None:
+        raise DataFormatError(path, lineno, f"{kind} has no '_id' or 'id' field")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise DataFormatError(path, lineno, f"{kind} id must be a string or integer")
+    text = obj.get("text", "") or ""
+    title = obj.get("title", "") or ""
+    if not isinstance(text, str) or not isinstance(title, str):
+        raise DataFormatError(path, lineno, f"{kind} 'text' and 'title' must be strings")
+    meta = obj.get("metadata")
+    if isinstance(meta, str) and meta:
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            raise DataFormatError(path, lineno, "'metadata' must be a JSON object") from None
+    if meta is not None and not isinstance(meta, dict):
+        raise DataFormatError(path, lineno, "'metadata' must be a JSON object")
+    full = (title + " " + text).strip() if title else text.strip()
+    return str(rid), full, meta
+
+
+def read_slice(
+    path: Path, fmt: str, plan: ShardPlan, kind: str = "document"
+) -> list[tuple[str, str, dict | None]]:
+    """The records of one shard, read straight from the input (workers call this)."""
+    out: list[tuple[str, str, dict | None]] = []
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        groups, first = [], None
+        seen = 0
+        for g in range(pf.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if seen + n > plan.start and seen < plan.start + plan.rows:
+                groups.append(g)
+                first = seen if first is None else first
+            seen += n
+        table = pf.read_row_groups(groups).slice(plan.start - (first or 0), plan.rows)
+        for i, obj in enumerate(table.to_pylist()):
+            out.append(_record(obj, f"{path} (row {plan.start + i})", None, kind))
+        return out
+    with path.open("rb") as f:
+        f.seek(plan.offset)
+        lineno = plan.line
+        while len(out) < plan.rows:
+            line = f.readline()
+            if not line:
+                raise DataFormatError(str(path), lineno, "file ended early (was it changed during encoding?)")
+            if line.strip():
+                try:
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise DataFormatError(
+                        str(path), lineno, f"invalid JSON ({getattr(e, 'msg', e)})"
+                    ) from None
+                out.append(_record(obj, str(path), lineno, kind))
+            lineno += 1
+    return out
+
+
+# ----------------------------------------------------------------------------- the worker
+class ShardEncoder:
+    """Ray Data callable class: one model per actor; each call encodes and writes the shards of its batch."""
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        mode: str,
+        query: bool,
+        batch_size: int,
+        input_path: str,
+        fmt: str,
+        output: str,
+        threads: int,
+    ) -> None:
+        from ..encode import SpladeEncoder
+
+        self.encoder = SpladeEncoder.load(model, mode=mode, threads=threads)
+        self.kind = "query" if query else "document"
+        self.batch_size = batch_size
+        self.input_path = Path(input_path)
+        self.fmt = fmt
+        self.output = Path(output)
+        if not (self.output / S.VOCAB).is_file():
+            S.write_vocab(self.output, self.encoder.vocab)
+
+    def __call__(self, batch: dict) -> dict:
+        result: dict[str, list] = {
+            "name": [],
+            "number": [],
+            "start": [],
+            "rows": [],
+            "nnz": [],
+            "truncated": [],
+            "error": [],
+        }
+        for i in range(len(batch["number"])):
+            plan = ShardPlan(*(int(batch[k][i]) for k in ("number", "start", "rows", "offset", "line")))
+            name = S.shard_name(plan.number)
+            nnz = truncated = 0
+            error = ""
+            try:
+                records = read_slice(self.input_path, self.fmt, plan, self.kind)
+                vectors = self.encoder.encode(
+                    [r[1] for r in records], kind=self.kind, batch_size=self.batch_size
+                )
+                truncated = self.encoder.last_report.truncated
+                S.write_shard(
+                    self.output / name,
+                    [r[0] for r in records],
+                    vectors,
+                    texts=[r[1] for r in records],
+                    metadata=[r[2] for r in records] if any(r[2] is not None for r in records) else None,
+                )
+                nnz = vectors.nnz
+            except SpladekitError as e:  # reported to the driver as one line, not a remote traceback
+                error = str(e)
+            for key, value in (
+                ("name", name),
+                ("number", plan.number),
+                ("start", plan.start),
+                ("rows", plan.rows),
+                ("nnz", nnz),
+                ("truncated", truncated),
+                ("error", error),
+            ):
+                result[key].append(value)
+        return result
+
+
+# ----------------------------------------------------------------------------- the driver
+def _model_info(model: str | None, mode: str) -> dict:
+    from transformers import AutoConfig
+
+    from ..encode.loading import BUNDLED_NAME, read_spec, resolve_model, weights_sha256
+
+    root = resolve_model(model)
+    name = BUNDLED_NAME if model is None or str(model) == BUNDLED_NAME else str(model)
+    spec = read_spec(root, name)
+    dim = int(AutoConfig.from_pretrained(str(spec.transformer_path)).vocab_size)
+    return {
+        "name": spec.name,
+        "path": str(spec.root),
+        "weights_sha256": weights_sha256(spec.transformer_path),
+        "max_length": spec.max_length,
+        "mode": mode,
+        "vocab_size": dim,
+    }
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Connect to ``address`` or start a private local cluster bound to loopback; True when we started Ray."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray Data: pip install 'ray[data]' (or spladekit[ray])") from None
+    if ray.is_initialized():
+        return False
+    import logging
+
+    common = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
+    if address:
+        try:
+            ray.init(address=address, **common)
+        except Exception as e:  # noqa: BLE001 - connection failures come in many types
+            raise InputError(
+                f"cannot connect to the Ray cluster at {address} ({str(e).splitlines()[0]})"
+            ) from None
+    else:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            _node_ip_address="127.0.0.1",
+            object_store_memory=256 * 1024**2,
+            **common,
+        )
+    return True
+
+
+def encode_with_ray(
+    input: Path,
+    output: Path,
+    *,
+    model: str | None = None,
+    query: bool = False,
+    batch_size: int = 32,
+    mode: str = "exact",
+    address: str | None = None,
+    num_workers: int | None = None,
+    cpus_per_worker: int = 1,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    verbose: bool = True,
+) -> dict:
+    """Encode a JSONL / parquet corpus (or BEIR folder) into a resumable shards folder with Ray Data.
+
+    Finished shards (listed in the output's manifest) are skipped, so rerunning after an interruption only
+    encodes what is missing; a manifest written with a different input, model, mode or shard size is an error.
+    Returns the manifest.
+    """
+    from ..encode.encoder import MODES
+
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1")
+    if cpus_per_worker < 1:
+        raise InputError("cpus_per_worker must be at least 1")
+    src, fmt = _resolve_input(Path(input))
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: exists and is not a folder (--ray writes a folder of parquet shards)")
+    if output.is_dir() and not S.is_shards_folder(output) and any(output.iterdir()):
+        raise InputError(f"{output}: folder is not empty and holds no shards: pick a new output folder")
+    kind = "query" if query else "document"
+    info = _model_info(model, mode)
+    settings = {
+        "input": str(src.resolve()),
+        "input_bytes": src.stat().st_size,
+        "format": fmt,
+        "kind": kind,
+        "shard_size": shard_size,
+        "weights_sha256": info["weights_sha256"],
+        "mode": mode,
+    }
+    done: dict[str, dict] = {}
+    if S.is_shards_folder(output):
+        old = S.read_manifest(output)
+        diff = [k for k, v in settings.items() if old.get("settings", {}).get(k) != v]
+        if diff:
+            raise InputError(
+                f"{output}: holds shards written with a different {', '.join(diff)}; use a new output folder"
+            )
+        done = {s["name"]: s for s in old["shards"] if (output / s["name"]).is_file()}
+    plans = plan_shards(src, fmt, shard_size)
+    if not plans:
+        raise InputError(f"{src}: no records to encode")
+    manifest = {
+        "format": S.FORMAT,
+        "kind": kind,
+        "dim": info["vocab_size"],
+        "model": info,
+        "settings": settings,
+        "shard_size": shard_size,
+        "total_shards": len(plans),
+        "total_rows": sum(p.rows for p in plans),
+        "shards": sorted(done.values(), key=lambda s: s["name"]),
+        "complete": False,
+    }
+    todo = [p for p in plans if S.shard_name(p.number) not in done]
+    S.write_manifest(output, manifest)
+    skipped = len(plans) - len(todo)
+    if todo:
+        _run(
+            verbose,
+            todo,
+            src,
+            fmt,
+            output,
+            manifest,
+            model,
+            mode,
+            query,
+            batch_size,
+            address,
+            num_workers,
+            cpus_per_worker,
+        )
+    manifest["complete"] = len(manifest["shards"]) == len(plans)
+    S.write_manifest(output, manifest)
+    if verbose:
+        rows = sum(s["rows"] for s in manifest["shards"])
+        print(
+            f"wrote {len(todo)} shard(s), skipped {skipped} finished; {rows} vectors in {output}",
+            file=sys.stderr,
+        )
+    return manifest
+
+
+def _run(
+    verbose,
+    todo,
+    src,
+    fmt,
+    output,
+    manifest,
+    model,
+    mode,
+    query,
+    batch_size,
+    address,
+    num_workers,
+    cpus_per_worker,
+):
+    started = _start_ray(address, None)
+    import logging
+
+    import ray
+    import ray.data
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = verbose
+        ctx.execution_options.verbose_progress = False
+        if num_workers is None:
+            # Leave a CPU for Ray Data's own read stage: a pool that holds every CPU can starve it.
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            num_workers = max(1, (cpus - 1) // cpus_per_worker)
+        num_workers = max(1, min(int(num_workers), len(todo)))
+        items = [asdict(p) for p in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ShardEncoder,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=num_workers),
+            num_cpus=cpus_per_worker,
+            fn_constructor_kwargs={
+                "model": model,
+                "mode": mode,
+                "query": query,
+                "batch_size": batch_size,
+                "input_path": str(src.resolve()),
+                "fmt": fmt,
+                "output": str(output.resolve()),
+                "threads": cpus_per_worker,
+            },
+        )
+        errors = []
+        for row in ds.iter_rows():
+            if row["error"]:
+                errors.append(str(row["error"]))
+                continue
+            entry = {k: int(row[k]) for k in ("start", "rows", "nnz", "truncated")}
+            entry["name"] = str(row["name"])
+            manifest["shards"] = sorted(
+                [s for s in manifest["shards"] if s["name"] != entry["name"]] + [entry],
+                key=lambda s: s["name"],
+            )
+            S.write_manifest(output, manifest)
+        if errors:
+            more = f" (and {len(errors) - 1} more shard errors)" if len(errors) > 1 else ""
+            raise InputError(errors[0] + more)
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,238 @@
+"""Parquet shards of encoded vectors: the hand-off between (distributed) encoding, the index and the exporters.
+
+A shards folder holds ``part-NNNNN.parquet`` files (columns ``id`` string, ``term_ids`` list<int32>, ``weights``
+list<float32>, optional ``text`` string and ``metadata`` JSON string), a ``_vocab.json`` (term id -> token) and a
+``_manifest.json`` that records the model, the settings and the list of finished shards. A shard appears in the
+manifest only after its file is fully written and renamed into place, so readers never see half a shard and an
+interrupted run can resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFormatError, InputError
+from ..sparse import SparseVectors
+
+MANIFEST = "_manifest.json"
+VOCAB = "_vocab.json"
+FORMAT = 1
+
+
+@dataclass
+class ShardBatch:
+    """One shard read back: ids, vectors and (when stored) texts and metadata."""
+
+    ids: list[str]
+    vectors: SparseVectors
+    texts: list[str] | None = None
+    metadata: list[dict | None] | None = None
+
+
+def is_shards_folder(path: str | Path) -> bool:
+    """True when ``path`` is a folder written by :func:`write_shard` / ``encode --ray`` (has ``_manifest.json``)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def shard_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def _schema(with_text: bool, with_meta: bool):
+    import pyarrow as pa
+
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("term_ids", pa.list_(pa.int32()), nullable=False),
+        pa.field("weights", pa.list_(pa.float32()), nullable=False),
+    ]
+    if with_text:
+        fields.append(pa.field("text", pa.string()))
+    if with_meta:
+        fields.append(pa.field("metadata", pa.string()))
+    return pa.schema(fields)
+
+
+def write_shard(
+    path: str | Path,
+    ids: Sequence[str],
+    vectors: SparseVectors,
+    texts: Sequence[str] | None = None,
+    metadata: Sequence[dict | None] | None = None,
+) -> int:
+    """Write one parquet shard atomically (temp file + rename); returns the number of rows.
+
+    Term ids are written sorted and unique (as ``SparseVectors`` keeps them) and weights as float32.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    n = len(vectors)
+    if len(ids) != n:
+        raise InputError(f"{len(ids)} ids but {n} vectors")
+    if texts is not None and len(texts) != n:
+        raise InputError(f"{len(texts)} texts but {n} vectors")
+    if metadata is not None and len(metadata) != n:
+        raise InputError(f"{len(metadata)} metadata entries but {n} vectors")
+    offsets = pa.array(vectors.indptr.astype(np.int32) if vectors.nnz < 2**31 else vectors.indptr)
+    list_type = pa.ListArray if offsets.type == pa.int32() else pa.LargeListArray
+    term_ids = list_type.from_arrays(offsets, pa.array(vectors.indices, pa.int32()))
+    weights = list_type.from_arrays(offsets, pa.array(vectors.data, pa.float32()))
+    columns = {"id": pa.array([str(i) for i in ids], pa.string()), "term_ids": term_ids, "weights": weights}
+    if texts is not None:
+        columns["text"] = pa.array(list(texts), pa.string())
+    if metadata is not None:
+        columns["metadata"] = pa.array([None if m is None else json.dumps(m) for m in metadata], pa.string())
+    table = pa.table(columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return n
+
+
+def read_shard(path: str | Path, dim: int, vocab: Sequence[str] | None = None) -> ShardBatch:
+    """Read one parquet shard into ids + SparseVectors (+ texts/metadata when present)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises many types; the user needs the file name
+        raise DataFormatError(
+            str(path), None, f"cannot read parquet shard ({str(e).splitlines()[0]})"
+        ) from None
+    names = set(table.column_names)
+    missing = {"id", "term_ids", "weights"} - names
+    if missing:
+        raise DataFormatError(str(path), None, f"shard lacks column(s) {', '.join(sorted(missing))}")
+    term_col = table.column("term_ids").combine_chunks()
+    weight_col = table.column("weights").combine_chunks()
+    indptr = np.asarray(term_col.offsets, dtype=np.int64)
+    indptr = indptr - indptr[0] if len(indptr) else np.zeros(1, np.int64)
+    if not np.array_equal(np.asarray(weight_col.offsets) - np.asarray(weight_col.offsets)[0], indptr):
+        raise DataFormatError(str(path), None, "term_ids and weights lists differ in length")
+    indices = np.asarray(term_col.flatten(), dtype=np.int32)
+    data = np.asarray(weight_col.flatten(), dtype=np.float32)
+    try:
+        vectors = SparseVectors(indptr, indices, data, dim, vocab)
+    except InputError as e:
+        raise DataFormatError(str(path), None, str(e)) from None
+    ids = table.column("id").to_pylist()
+    texts = table.column("text").to_pylist() if "text" in names else None
+    meta = None
+    if "metadata" in names:
+        meta = [None if m is None else json.loads(m) for m in table.column("metadata").to_pylist()]
+    return ShardBatch(ids, vectors, texts, meta)
+
+
+def read_manifest(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputError(
+            f"{folder}: not a shards folder (no {MANIFEST}); write it with `spladekit encode --ray`"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(str(path), e.lineno, f"invalid JSON ({e.msg})") from None
+    if not isinstance(manifest, dict) or "shards" not in manifest or "dim" not in manifest:
+        raise DataFormatError(str(path), None, "manifest lacks 'shards' or 'dim'")
+    return manifest
+
+
+def write_manifest(folder: str | Path, manifest: dict) -> None:
+    """Replace the manifest atomically, so a crash leaves the previous list of finished shards."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MANIFEST + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def read_vocab(folder: str | Path) -> list[str] | None:
+    path = Path(folder) / VOCAB
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_vocab(folder: str | Path, vocab: Sequence[str]) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (VOCAB + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, folder / VOCAB)
+
+
+def iter_shard_batches(folder: str | Path) -> Iterator[ShardBatch]:
+    """Finished shards of a folder in shard order, with texts and metadata when stored."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    vocab = read_vocab(folder)
+    dim = int(manifest["dim"])
+    for entry in sorted(manifest["shards"], key=lambda s: s["name"]):
+        path = folder / entry["name"]
+        if not path.is_file():
+            raise DataFormatError(str(path), None, "shard listed in the manifest is missing")
+        batch = read_shard(path, dim, vocab)
+        if "rows" in entry and len(batch.ids) != int(entry["rows"]):
+            raise DataFormatError(
+                str(path), None, f"has {len(batch.ids)} rows, manifest says {entry['rows']}"
+            )
+        yield batch
+
+
+def read_shards(folder: str | Path) -> Iterator[tuple[list[str], SparseVectors]]:
+    """(ids, vectors) of each finished shard of ``folder``, in order: what ``spladekit index`` and exporters read."""
+    for batch in iter_shard_batches(folder):
+        yield batch.ids, batch.vectors
+
+
+def write_shards(
+    folder: str | Path,
+    ids: Sequence[str],
+    vectors: SparseVectors,
+    *,
+    model: dict | None = None,
+    texts: Sequence[str] | None = None,
+    metadata: Sequence[dict | None] | None = None,
+    shard_size: int = 10_000,
+    kind: str = "document",
+) -> dict:
+    """Write a whole in-memory batch as a shards folder (single process); returns the manifest."""
+    if shard_size < 1:
+        raise InputError("shard_size must be at least 1")
+    folder = Path(folder)
+    if vectors.vocab is not None:
+        write_vocab(folder, vectors.vocab)
+    shards = []
+    for number, start in enumerate(range(0, len(vectors), shard_size)):
+        end = min(start + shard_size, len(vectors))
+        rows = write_shard(
+            folder / shard_name(number),
+            ids[start:end],
+            vectors[start:end],
+            None if texts is None else texts[start:end],
+            None if metadata is None else metadata[start:end],
+        )
+        shards.append({"name": shard_name(number), "rows": rows, "start": start})
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "dim": int(vectors.dim),
+        "model": model or {},
+        "shard_size": shard_size,
+        "shards": shards,
+        "complete": True,
+    }
+    write_manifest(folder, manifest)
+    return manifest

@@ -1,0 +1,30 @@
+"""Training by distillation: margin-MSE + FLOPS (SpladeLoss recipe), InfoNCE, hard-negative mining, teacher
+scores, SparseEncoder checkpoints."""
+
+from .checkpoint import save_sparse_encoder
+from .config import TrainConfig, load_config
+from .losses import flops, info_nce, margin_mse, regularizer_weight
+from .mine import mine_negatives
+from .pooling import naive_max_pool, splade_max_pool
+from .rows import TrainRow, read_rows, write_rows
+from .teacher import score_with_teacher
+from .trainer import TrainResult, train
+
+__all__ = [
+    "train",
+    "TrainConfig",
+    "TrainResult",
+    "load_config",
+    "mine_negatives",
+    "score_with_teacher",
+    "save_sparse_encoder",
+    "TrainRow",
+    "read_rows",
+    "write_rows",
+    "margin_mse",
+    "flops",
+    "info_nce",
+    "regularizer_weight",
+    "splade_max_pool",
+    "naive_max_pool",
+]

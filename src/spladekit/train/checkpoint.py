@@ -1,0 +1,121 @@
+"""Checkpoints as sentence-transformers SparseEncoder folders (loadable by ``SparseEncoder(path)`` and
+``SpladeEncoder.load(path)``), plus the optimiser state needed to resume training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
+POOLING_TYPE = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"
+STATE_FILE = "trainer_state.pt"
+
+
+def _versions() -> dict:
+    import transformers
+
+    out = {"pytorch": torch.__version__, "transformers": transformers.__version__}
+    try:
+        import sentence_transformers
+
+        out["sentence_transformers"] = sentence_transformers.__version__
+    except ImportError:  # saving does not need sentence-transformers installed
+        pass
+    return out
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None) -> Path:
+    """Write ``encoder`` (a SpladeEncoder) as a SparseEncoder folder: HF masked-LM + tokenizer at the root,
+    ``modules.json`` (Transformer at "", SpladePooling at ``1_SpladePooling``) and the ST config files.
+
+    The folder is written next to ``path`` and renamed into place, so a crash never leaves a half checkpoint.
+    ``extra`` (e.g. training metrics) goes to ``spladekit_train.json``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} exists and is not a folder")
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model = encoder.model
+    was_training = model.training
+    model.eval()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    if was_training:
+        model.train()
+    encoder.tokenizer.save_pretrained(str(tmp))
+    _write_json(
+        tmp / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_TYPE},
+            {"idx": 1, "name": "1", "path": "1_SpladePooling", "type": POOLING_TYPE},
+        ],
+    )
+    _write_json(
+        tmp / "sentence_bert_config.json",
+        {
+            "transformer_task": "fill-mask",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+            "module_output_name": "token_embeddings",
+        },
+    )
+    prompts = dict(encoder.spec.prompts or {})
+    _write_json(
+        tmp / "config_sentence_transformers.json",
+        {
+            "__version__": _versions(),
+            "default_prompt_name": None,
+            "model_type": "SparseEncoder",
+            "prompts": {"document": prompts.get("document", ""), "query": prompts.get("query", "")},
+            "similarity_fn_name": None,
+        },
+    )
+    (tmp / "1_SpladePooling").mkdir()
+    _write_json(
+        tmp / "1_SpladePooling" / "config.json",
+        {
+            "pooling_strategy": encoder.spec.pooling_strategy,
+            "activation_function": encoder.spec.activation,
+            "embedding_dimension": None,
+        },
+    )
+    if extra is not None:
+        _write_json(tmp / "spladekit_train.json", extra)
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+    return path
+
+
+def save_state(path: str | Path, state: dict) -> None:
+    """Optimiser, scheduler, step and RNG state next to the weights (``trainer_state.pt``), for resuming."""
+    path = Path(path)
+    tmp = path / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path / STATE_FILE)
+
+
+def load_state(path: str | Path) -> dict:
+    """Read ``trainer_state.pt`` of a checkpoint folder (clear error when it is not a resumable checkpoint)."""
+    f = Path(path) / STATE_FILE
+    if not f.is_file():
+        raise InputError(
+            f"{path}: not a resumable checkpoint (no {STATE_FILE}); pass it as 'model' to start from it"
+        )
+    return torch.load(f, map_location="cpu", weights_only=False)

@@ -1,0 +1,152 @@
+"""Training configuration: a dataclass whose defaults are the splade-mini model card's recipe, read from TOML/YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+LOSSES = ("margin_mse", "infonce", "margin_mse+infonce")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Paths are relative to the current directory.
+
+    Defaults follow the splade-mini card: SpladeLoss(SparseMarginMSELoss, query 0.5, document 0.3), batch 48,
+    lr 8e-5, 6 epochs, cosine schedule with warm-up ratio 0.025, AdamW, seed 42, mixed precision where supported,
+    evaluation each epoch and the best checkpoint kept.
+    """
+
+    train_data: str = ""
+    model: str | None = None  # None or "splade-tiny" = bundled; any masked-LM or SparseEncoder folder
+    output_dir: str = "runs/train"
+    # loss
+    loss: str = "margin_mse"
+    teacher_scale: float | str = (
+        1.0  # multiply teacher scores; "auto" = least-squares fit to the initial student
+    )
+    infonce_weight: float = 1.0  # weight of InfoNCE when loss = "margin_mse+infonce"
+    infonce_scale: float = 1.0  # logits = scale · dot product (1.0 suits SPLADE's unnormalised dot products)
+    query_regularizer_weight: float = 0.5
+    document_regularizer_weight: float = 0.3
+    regularizer_warmup_ratio: float = 1 / 3  # quadratic ramp over this share of the steps (ST's default)
+    regularizer_schedule: str = "quadratic"
+    # optimisation
+    epochs: int = 6
+    batch_size: int = 48
+    learning_rate: float = 8e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.025
+    scheduler: str = "cosine"  # cosine | linear | constant
+    max_grad_norm: float = 1.0
+    dropout: bool = True  # the model's dropout during training (off: train in eval mode)
+    seed: int = 42
+    precision: str = "auto"  # transformer autocast: auto = fp16 on GPU, fp32 on CPU (head screen is bf16)
+    max_steps: int | None = None  # stop early (tests, timing runs); the schedule still spans all epochs
+    max_minutes: float | None = None  # training-time budget (evaluation excluded); stops with a checkpoint
+    # data
+    max_query_length: int = 64
+    max_doc_length: int = 256
+    num_negatives: int | None = None  # use the first N negatives of each row (None = all; rows must agree)
+    doc_micro_batch: int = 64  # documents per forward pass (sorted by length to cut padding)
+    # evaluation / checkpoints
+    eval_data: str | None = None  # BEIR folder; evaluated at each epoch end
+    eval_split: str = "test"
+    eval_max_doc_length: int | None = None  # truncate documents for the per-epoch evaluation (speed)
+    eval_corpus_sample: int | None = None  # judged docs + this many others (cheap curve); None = full corpus
+    eval_at_start: bool = True  # also evaluate the start model (epoch 0 of the curve)
+    metric: str = "ndcg@10"
+    keep_best: bool = True
+    save_every_steps: int | None = None  # also write a resumable checkpoint every N steps
+    resume_from: str | None = None
+    threads: int | None = None
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> TrainConfig:
+        """Check values early, with one clear line per problem."""
+        if not self.train_data:
+            raise InputError("config: 'train_data' (a JSONL file of training rows) is required")
+        if self.loss not in LOSSES:
+            raise InputError(f"config: unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"config: unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
+            )
+        if self.scheduler not in ("cosine", "linear", "constant"):
+            raise InputError(f"config: unknown scheduler {self.scheduler!r}: use cosine, linear or constant")
+        if self.regularizer_schedule not in ("quadratic", "linear"):
+            raise InputError("config: regularizer_schedule must be 'quadratic' or 'linear'")
+        for name in ("epochs", "batch_size", "max_query_length", "max_doc_length", "doc_micro_batch"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise InputError(f"config: {name} must be a positive integer")
+        if not (self.learning_rate > 0):
+            raise InputError("config: learning_rate must be positive")
+        if not (0 <= self.warmup_ratio < 1) or not (0 < self.regularizer_warmup_ratio <= 1):
+            raise InputError("config: warmup_ratio must be in [0, 1) and regularizer_warmup_ratio in (0, 1]")
+        if isinstance(self.teacher_scale, str) and self.teacher_scale != "auto":
+            raise InputError("config: teacher_scale must be a number or 'auto'")
+        if self.num_negatives is not None and self.num_negatives < 1:
+            raise InputError("config: num_negatives must be at least 1")
+        return self
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+
+
+def config_from_dict(data: dict, source: str = "config") -> TrainConfig:
+    """Build a config from a mapping; an unknown key is an error (typos must not silently use defaults).
+
+    Keys may be grouped in tables (``[train]``, ``[loss]``, ...): nested tables are flattened.
+    """
+    flat: dict = {}
+
+    def walk(d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "extra":
+                walk(v)
+            else:
+                flat[k] = v
+
+    walk(data)
+    known = set(config_fields()) | {"extra"}
+    unknown = sorted(set(flat) - known)
+    if unknown:
+        raise InputError(
+            f"{source}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    return TrainConfig(**flat)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a TOML (.toml) or YAML (.yaml/.yml) config file, apply ``overrides``, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise InputError(f"{path}: config must be .toml, .yaml or .yml")
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - parser errors become one line naming the file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: cannot parse config ({msg})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: config must be a mapping of settings")
+    data.update(overrides or {})
+    return config_from_dict(data, str(path)).validate()

@@ -1,0 +1,175 @@
+"""Building training rows: hard-negative mining (exact and through the Index) and teacher scores; the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from spladekit.errors import DataFormatError, ModelLoadError
+from spladekit.train import mine_negatives, read_rows, score_with_teacher
+
+DOCS = {
+    "d1": "insulin lowers blood glucose in diabetes",
+    "d2": "glucose metabolism in the liver and insulin",
+    "d3": "diabetes diet and insulin resistance",
+    "d4": "vaccines trigger an immune response",
+    "d5": "immune cells attack virus infected cells",
+    "d6": "a vaccine trial for influenza virus",
+    "d7": "protein folding by chaperones in the cell",
+    "d8": "misfolded protein aggregates in the brain",
+    "d9": "cell division and protein synthesis",
+}
+QUERIES = {"q1": "insulin and glucose", "q2": "vaccine immune response", "q3": "protein folding in cells"}
+QRELS = {"q1": ["d1"], "q2": ["d4", "d6"], "q3": ["d7"]}
+
+
+@pytest.fixture
+def beir(tmp_path) -> Path:
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
+    )
+    (root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in QUERIES.items())
+    )
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, ds in QRELS.items() for d in ds]
+    (root / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_mine_excludes_positives_and_index_matches_exact(beir, tmp_path, tiny_mlm):
+    exact = tmp_path / "exact.jsonl"
+    via_index = tmp_path / "index.jsonl"
+    log = []
+    assert mine_negatives(beir, exact, model=tiny_mlm, n=3, log=log.append) == 4
+    assert (
+        mine_negatives(beir, via_index, model=tiny_mlm, n=3, index_dir=tmp_path / "idx", log=log.append) == 4
+    )
+    # second call reuses the index it built
+    assert (
+        mine_negatives(beir, via_index, model=tiny_mlm, n=3, index_dir=tmp_path / "idx", log=log.append) == 4
+    )
+    assert any("reusing index" in m for m in log)
+    rows = read_rows(exact)
+    for r in rows:
+        q = r.extra["query_id"]
+        assert r.extra["positive_id"] in QRELS[q]
+        assert not set(r.extra["negative_ids"]) & set(QRELS[q])
+        assert len(r.negatives) == 3 and r.scores is None
+    assert [r.extra["negative_ids"] for r in read_rows(via_index)] == [r.extra["negative_ids"] for r in rows]
+
+
+def test_teacher_bi_encoder_scores_relevant_higher(beir, tmp_path, tiny_mlm):
+    rows = tmp_path / "rows.jsonl"
+    mine_negatives(beir, rows, model=tiny_mlm, n=2, log=lambda _m: None)
+    out = tmp_path / "scored.jsonl"
+    assert score_with_teacher(rows, out) == 4  # default teacher: the installed all-MiniLM-L6-v2 (cosine)
+    scored = read_rows(out, require_scores=True)
+    for r in scored:
+        assert len(r.scores) == 3 and all(-1.0001 <= s <= 1.0001 for s in r.scores)
+    # MiniLM ranks the judged positive above both negatives for most rows
+    assert sum(r.scores[0] > max(r.scores[1:]) for r in scored) >= 3
+
+
+def test_teacher_cross_encoder_folder(beir, tmp_path, tiny_mlm):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    ce = tmp_path / "ce"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=1,
+        )
+    )
+    model.save_pretrained(ce)
+    AutoTokenizer.from_pretrained(str(tiny_mlm)).save_pretrained(ce)
+    rows = tmp_path / "rows.jsonl"
+    mine_negatives(beir, rows, model=tiny_mlm, n=2, log=lambda _m: None)
+    out = tmp_path / "scored.jsonl"
+    score_with_teacher(rows, out, ce)
+    scored = read_rows(out, require_scores=True)
+    # the scores are the model's logits for (query, passage) pairs
+    tok = AutoTokenizer.from_pretrained(str(ce))
+    r = scored[0]
+    with torch.no_grad():
+        logit = model.eval()(**tok([r.query], [r.positive], return_tensors="pt")).logits[0, 0]
+    assert r.scores[0] == pytest.approx(float(logit), abs=1e-5)
+
+
+def test_teacher_rejects_non_model_folder(tmp_path):
+    (tmp_path / "rows.jsonl").write_text(
+        json.dumps({"query": "q", "positive": "p", "negatives": ["n"]}) + "\n"
+    )
+    (tmp_path / "nomodel").mkdir()
+    with pytest.raises(ModelLoadError, match="not a teacher folder"):
+        score_with_teacher(tmp_path / "rows.jsonl", tmp_path / "o.jsonl", tmp_path / "nomodel")
+
+
+def test_cli_mine_teacher_train(beir, tmp_path, tiny_mlm):
+    from spladekit.cli import app
+
+    runner = CliRunner()
+    mined, scored = tmp_path / "m.jsonl", tmp_path / "s.jsonl"
+    r = runner.invoke(
+        app, ["mine", str(beir), "--split", "train", "-n", "2", "-o", str(mined), "--model", str(tiny_mlm)]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["teacher", str(mined), "-o", str(scored)])
+    assert r.exit_code == 0, r.output
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"train_data: {scored}\nmodel: {tiny_mlm}\noutput_dir: {tmp_path / 'run'}\nepochs: 1\n"
+        "batch_size: 2\nteacher_scale: auto\nmax_doc_length: 32\n"
+    )
+    r = runner.invoke(app, ["train", "--config", str(cfg), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "trained 2 steps" in r.output
+    assert (tmp_path / "run" / "best" / "modules.json").is_file()
+    # a malformed row is one clear error naming file and line
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(mined.read_text() + '{"query": "q", "positive": "p", "negatives": []}\n')
+    r = runner.invoke(app, ["teacher", str(bad), "-o", str(tmp_path / "x.jsonl")])
+    assert isinstance(r.exception, DataFormatError) and ":5:" in str(r.exception)
+
+
+def test_per_epoch_evaluation_curve_and_best(beir, tmp_path, tiny_mlm):
+    """eval_data makes train() evaluate the start model and every epoch, plot the curve, keep the best."""
+    from spladekit.train import TrainConfig, train
+
+    rows = tmp_path / "rows.jsonl"
+    mine_negatives(beir, rows, model=tiny_mlm, n=2, log=lambda _m: None)
+    score_with_teacher(rows, tmp_path / "s.jsonl")
+    out = tmp_path / "run"
+    res = train(
+        TrainConfig(
+            train_data=str(tmp_path / "s.jsonl"),
+            model=str(tiny_mlm),
+            output_dir=str(out),
+            epochs=2,
+            batch_size=2,
+            teacher_scale=20.0,
+            max_doc_length=32,
+            eval_data=str(beir),
+            eval_split="train",
+        ),
+        show_progress=False,
+        log=lambda _m: None,
+    )
+    assert [h["epoch"] for h in res.history] == [0, 1, 2]
+    for h in res.history:
+        assert 0.0 <= h["ndcg@10"] <= 1.0 and h["doc_active_dims"] > 0 and h["query_active_dims"] > 0
+    best_epoch = max(res.history[1:], key=lambda h: h["ndcg@10"])["epoch"]
+    saved = json.loads((res.best_checkpoint / "spladekit_train.json").read_text())
+    assert saved["metrics"]["epoch"] == best_epoch
+    assert (out / "curve.png").stat().st_size > 1000
+    assert json.loads((out / "history.json").read_text()) == res.history
