@@ -20,11 +20,13 @@ PARITY_METRICS = ["ndcg@10", "mrr@10", "map@100", "recall@10", "accuracy@10"]
 
 
 @pytest.fixture(scope="session")
-def scifact_vectors(shared_data, encoder, request) -> SparseVectors:
+def scifact_vectors(shared_data, encoder, request, tmp_path_factory) -> SparseVectors:
     """scifact corpus vectors in load_beir order, cached on disk (git-ignored .pytest_cache) by model and corpus."""
     root = shared_data / "scifact"
     key = f"{encoder.weights_hash[:16]}-{sha256_file(root / 'corpus.jsonl')[:16]}-{encoder.mode}-{encoder.max_length}"
-    path = Path(request.config.cache.mkdir("spladekit-eval")) / f"scifact-{key}.npz"
+    cache = getattr(request.config, "cache", None)  # absent under `-p no:cacheprovider`
+    folder = cache.mkdir("spladekit-eval") if cache is not None else tmp_path_factory.mktemp("spladekit-eval")
+    path = Path(folder) / f"scifact-{key}.npz"
     if path.exists():
         z = np.load(path)
         return SparseVectors(z["indptr"], z["indices"], z["data"], int(z["dim"]), encoder.vocab)

@@ -181,3 +181,34 @@ def test_unreachable_server_is_one_line(tmp_path, encoder):
     with pytest.raises(InputError, match=r"cannot create Qdrant collection .*"):
         QdrantIndex.create(tmp_path / "remote", encoder, url=f"http://127.0.0.1:{port}")
     assert not (tmp_path / "remote" / "qdrant.json").exists()
+
+
+def test_cli_index_search_info_with_qdrant_backend(tmp_path):
+    """`spladekit index --backend qdrant` builds a Qdrant collection (embedded storage) that search and info read;
+    a re-run finds every document unchanged; backend-only options without the backend are refused."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from spladekit.cli import app
+
+    src = tmp_path / "docs"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("Reset your password from the account settings page.")
+    (src / "sub" / "b.md").write_text("Yeast ferments sugar into alcohol and carbon dioxide.")
+    ix = tmp_path / "qidx"
+    runner = CliRunner()
+    r = runner.invoke(app, ["index", str(src), "--index", str(ix), "--backend", "qdrant"])
+    assert r.exit_code == 0, r.output
+    assert "2 added" in r.output
+    r = runner.invoke(app, ["search", str(ix), "how do I reset my password", "-k", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["id"] == "a.txt"
+    r = runner.invoke(app, ["index", str(src), "--index", str(ix)])
+    assert r.exit_code == 0 and "2 unchanged" in r.output, r.output
+    r = runner.invoke(app, ["info", str(ix)])
+    assert r.exit_code == 0 and "qdrant" in r.output, r.output
+    r = runner.invoke(
+        app, ["index", str(src), "--index", str(tmp_path / "x"), "--url", "http://localhost:6333"]
+    )
+    assert r.exit_code != 0 and "--backend qdrant" in str(r.exception or r.output)

@@ -182,6 +182,7 @@ class SparseVectors:
             torch.from_numpy(self.indices.astype(np.int64)),
             torch.from_numpy(self.data),
             size=(len(self), self.dim),
+            check_invariants=False,  # built from validated CSR arrays; skip torch's warning and its O(nnz) check
         )
 
     def to_dense(self) -> np.ndarray:

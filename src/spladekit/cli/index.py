@@ -36,16 +36,42 @@ def index_cmd(
     optimize: bool = typer.Option(
         False, "--optimize", help="Merge into one segment afterwards (fastest search)."
     ),
+    backend: str = typer.Option(
+        "local",
+        "--backend",
+        help="New index only: local (embedded segments) or qdrant (a Qdrant collection).",
+    ),
+    url: str = typer.Option(
+        None, "--url", help="qdrant: server or cluster URL (default: embedded Qdrant storage in the folder)."
+    ),
+    collection: str = typer.Option(None, "--collection", help="qdrant: collection name."),
 ) -> None:
     """Index documents; re-running on the same source re-encodes only changed documents and adds new ones."""
     from ..index import Index
     from ..index.core import MANIFEST
     from ..index.sources import index_source, source_kind
 
+    if backend not in ("local", "qdrant"):
+        raise InputError(f"--backend must be 'local' or 'qdrant', not {backend!r}")
+    if backend == "local" and (url or collection):
+        raise InputError("--url and --collection need --backend qdrant")
+    if backend == "qdrant" and compact:
+        raise InputError("--compact applies to the local backend only (Qdrant keeps float32 weights)")
     source_kind(source)  # fail on a bad source before loading any model
     t0 = time.perf_counter()
     if (index / MANIFEST).exists() or (index / "qdrant.json").exists():
         idx = Index.open(index, encoder=model)
+    elif backend == "qdrant":
+        import os
+
+        idx = Index.create(
+            index,
+            encoder=model,
+            backend="qdrant",
+            url=url,
+            collection=collection,
+            api_key=os.environ.get("QDRANT_API_KEY"),
+        )
     else:
         idx = Index.create(index, encoder=model, compact=compact)
     with idx:
@@ -55,7 +81,13 @@ def index_cmd(
         info = idx.info()
     typer.echo(
         f"{index}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged; "
-        f"{info['documents']} documents in {info['segments']} segment(s) ({time.perf_counter() - t0:.1f} s)"
+        f"{info['documents']} documents"
+        + (
+            f" in {info['segments']} segment(s)"
+            if "segments" in info
+            else f" ({info.get('backend', 'qdrant')})"
+        )
+        + f" ({time.perf_counter() - t0:.1f} s)"
     )
 
 
@@ -147,12 +179,21 @@ def info_cmd(
             "documents",
             f"{info['documents']:,}"
             + (f" ({info['deleted']:,} deleted, not merged yet)" if info.get("deleted") else ""),
-        ),
-        ("segments", str(info["segments"])),
-        ("postings", f"{info['postings']:,}"),
-        ("bytes on disk", f"{info['bytes_on_disk']:,}" + (f" ({bpp:.2f} per posting)" if bpp else "")),
-        ("weights", "8-bit per-term quantised" if info.get("compact") else "float32"),
-        ("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"),
+        )
     ]
+    if info.get("backend") == "qdrant":
+        where = info.get("url") or "embedded storage in the folder"
+        lines.append(("backend", f"qdrant, collection {info.get('collection')} ({where})"))
+    else:
+        lines += [
+            ("segments", str(info["segments"])),
+            ("postings", f"{info['postings']:,}"),
+            ("weights", "8-bit per-term quantised" if info.get("compact") else "float32"),
+        ]
+    if info.get("bytes_on_disk") is not None:
+        lines.append(
+            ("bytes on disk", f"{info['bytes_on_disk']:,}" + (f" ({bpp:.2f} per posting)" if bpp else ""))
+        )
+    lines.append(("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"))
     for key, val in lines:
         typer.echo(f"{key:>14}: {val}")

@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,16 @@ def _resolve_encoder(encoder):
     return encoder
 
 
+@dataclass
+class DocumentBatch:
+    """A batch of stored documents read back: ids, vectors and (when stored) texts and metadata."""
+
+    ids: list[str]
+    vectors: SparseVectors
+    texts: list[str | None] | None = None
+    metadata: list[dict | None] | None = None
+
+
 class Index:
     """An embedded SPLADE index: immutable segments + tombstones, one writer, many readers, atomic commits."""
 
@@ -79,7 +89,8 @@ class Index:
         self._vocab = vocab
         self._encoder = encoder
         self._segments: tuple[Segment, ...] = ()
-        self._id_map: dict[str, tuple[int, int]] | None = None
+        self._id_map: tuple[tuple[Segment, ...], dict[str, tuple[int, int]]] | None = None
+        self._encoder_lock = threading.Lock()
         self._lock_file = None
         self._wlock = threading.RLock()
         self._pending: list[_Pending] = []
@@ -207,13 +218,19 @@ class Index:
     def encoder(self):
         """The SpladeEncoder that built this index, loaded on first use from the recorded model."""
         if self._encoder is None:
-            from ..encode import SpladeEncoder
+            with self._encoder_lock:  # concurrent first searches (e.g. the HTTP server) load it once
+                if self._encoder is None:
+                    from ..encode import SpladeEncoder
 
-            info = self._manifest["model"]
-            src = info.get("path") if info.get("path") and Path(info["path"]).exists() else info.get("name")
-            enc = SpladeEncoder.load(src)
-            self._check_model(enc.info())
-            self._encoder = enc
+                    info = self._manifest["model"]
+                    src = (
+                        info.get("path")
+                        if info.get("path") and Path(info["path"]).exists()
+                        else info.get("name")
+                    )
+                    enc = SpladeEncoder.load(src)
+                    self._check_model(enc.info())
+                    self._encoder = enc
         return self._encoder
 
     def _check_model(self, info: Mapping) -> None:
@@ -541,20 +558,27 @@ class Index:
         self._remove_orphans()
 
     # ------------------------------------------------------------------ reading
+    def _snapshot(self) -> tuple[tuple[Segment, ...], dict[str, tuple[int, int]]]:
+        """The committed segments and their id map, taken together: a refresh in another thread swaps both
+        atomically (one tuple), so a reader never pairs an id map with the segments of another commit."""
+        cached = self._id_map
+        segs = self._segments
+        if cached is not None and cached[0] is segs:
+            return cached
+        m: dict[str, tuple[int, int]] = {}
+        for si, seg in enumerate(segs):
+            ids = seg.ids()
+            if seg.alive is None:
+                m.update(zip(ids, ((si, d) for d in range(len(ids)))))
+            else:
+                for d in np.flatnonzero(seg.alive):
+                    m[ids[d]] = (si, int(d))
+        self._id_map = (segs, m)
+        return segs, m
+
     def _ids(self) -> dict[str, tuple[int, int]]:
         """id -> (segment number, document number) of every live committed document."""
-        m = self._id_map
-        if m is None:
-            m = {}
-            for si, seg in enumerate(self._segments):
-                ids = seg.ids()
-                if seg.alive is None:
-                    m.update(zip(ids, ((si, d) for d in range(len(ids)))))
-                else:
-                    for d in np.flatnonzero(seg.alive):
-                        m[ids[d]] = (si, int(d))
-            self._id_map = m
-        return m
+        return self._snapshot()[1]
 
     def __len__(self) -> int:
         return sum(s.n_live for s in self._segments)
@@ -566,10 +590,11 @@ class Index:
         """The committed document ``{"id", "text", "metadata"}``, or None."""
         if not isinstance(doc_id, str):
             raise InputError(f"ids must be strings, got {type(doc_id).__name__}")
-        loc = self._ids().get(doc_id)
+        segs, m = self._snapshot()
+        loc = m.get(doc_id)
         if loc is None:
             return None
-        text, meta = self._segments[loc[0]].record(loc[1])
+        text, meta = segs[loc[0]].record(loc[1])
         return {"id": doc_id, "text": text, "metadata": meta}
 
     def ids(self) -> list[str]:
@@ -583,7 +608,7 @@ class Index:
     def vectors(self, ids) -> SparseVectors:
         """Stored vectors of committed documents, in the order of ``ids`` (one pass per segment involved)."""
         ids = self._check_ids(ids)
-        m = self._ids()
+        segs, m = self._snapshot()
         missing = [x for x in ids if x not in m]
         if missing:
             raise InputError(f"{len(missing)} unknown id(s) (first: {missing[0]!r})")
@@ -592,7 +617,7 @@ class Index:
             by_seg.setdefault(m[x][0], []).append(m[x][1])
         rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for si, docs in by_seg.items():
-            seg = self._segments[si]
+            seg = segs[si]
             keep = np.zeros(seg.n_docs, bool)
             keep[docs] = True
             indptr, indices, data = seg.vectors(keep)
@@ -605,6 +630,28 @@ class Index:
         )
         v.vocab = self._vocab
         return v
+
+    def iter_documents(self, batch: int = 4096) -> Iterator[DocumentBatch]:
+        """Every committed live document in batches, segment by segment (postings turned back into rows);
+        for exporters and migrations, reading each segment once instead of one lookup per id."""
+        segs, _ = self._snapshot()
+        for seg in segs:
+            keep = np.ones(seg.n_docs, bool) if seg.alive is None else seg.alive.astype(bool)
+            live = np.flatnonzero(keep)
+            if not len(live):
+                continue
+            indptr, indices, data = seg.vectors(keep)
+            vectors = SparseVectors(indptr, indices, data, self.dim, self._vocab)
+            all_ids = seg.ids()
+            for s in range(0, len(live), batch):
+                rows = live[s : s + batch]
+                records = [seg.record(int(d)) for d in rows]
+                yield DocumentBatch(
+                    [all_ids[int(d)] for d in rows],
+                    vectors[np.arange(s, s + len(rows))],
+                    [r[0] for r in records],
+                    [r[1] for r in records],
+                )
 
     # ------------------------------------------------------------------ search
     def _query(self, query) -> tuple[np.ndarray, np.ndarray]:

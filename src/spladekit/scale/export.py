@@ -55,37 +55,12 @@ class Source:
     def batches(self) -> Iterator[ShardBatch]:
         if self.kind == "shards":
             yield from iter_shard_batches(self.path)
-        elif self.kind == "qdrant":
+        else:  # embedded and Qdrant indexes both read back in batches
             yield from self._index.iter_documents(batch=_BATCH)
-        else:
-            yield from _index_batches(self._index)
 
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
-
-
-def _index_batches(idx) -> Iterator[ShardBatch]:
-    """Committed live documents of an embedded index, segment by segment (postings turned back into rows)."""
-    from ..sparse import SparseVectors
-
-    for seg in idx._segments:  # the public API has per-document access only; this reads each segment once
-        keep = np.ones(seg.n_docs, bool) if seg.alive is None else seg.alive.astype(bool)
-        live = np.flatnonzero(keep)
-        if not len(live):
-            continue
-        indptr, indices, data = seg.vectors(keep)
-        vectors = SparseVectors(indptr, indices, data, idx.dim, idx.vocab)
-        all_ids = seg.ids()
-        for s in range(0, len(live), _BATCH):
-            rows = live[s : s + _BATCH]
-            records = [seg.record(int(d)) for d in rows]
-            yield ShardBatch(
-                [all_ids[int(d)] for d in rows],
-                vectors[np.arange(s, s + len(rows))],
-                [r[0] for r in records],
-                [r[1] for r in records],
-            )
 
 
 @contextmanager

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataFormatError, InputError
+from ..index.core import DocumentBatch
 from ..sparse import SparseVectors
 
 MANIFEST = "_manifest.json"
@@ -25,14 +25,8 @@ VOCAB = "_vocab.json"
 FORMAT = 1
 
 
-@dataclass
-class ShardBatch:
-    """One shard read back: ids, vectors and (when stored) texts and metadata."""
-
-    ids: list[str]
-    vectors: SparseVectors
-    texts: list[str] | None = None
-    metadata: list[dict | None] | None = None
+# One shard read back: the same shape the embedded index yields from ``Index.iter_documents``.
+ShardBatch = DocumentBatch
 
 
 def is_shards_folder(path: str | Path) -> bool:
