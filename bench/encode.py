@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,14 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def hwm_mb() -> float:
+    """Peak resident memory of this process image (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_child(system: str, n: int, threads: int) -> None:
     """Run in a subprocess: load, then encode at batch 64; print peak RSS growth in MB as JSON."""
     import torch
@@ -68,7 +75,7 @@ def memory_child(system: str, n: int, threads: int) -> None:
         enc.encode_documents(docs[:2])
         base = rss_mb()
         enc.encode_documents(docs, batch_size=64)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = hwm_mb()  # not ru_maxrss: Linux carries it across exec from the forking parent
     print(json.dumps({"system": system, "base_mb": base, "peak_mb": peak, "delta_mb": peak - base}))
 
 

@@ -122,6 +122,34 @@ def test_max_before_activation_equals_activation_before_max():
     )
 
 
+def test_per_text_path_equals_padded_batch_path():
+    """The per-text (packed) max used for long texts gives the padded path's exact values, empty rows -inf."""
+    torch.manual_seed(3)
+    hidden = torch.randn(4, 80, 16)
+    weight = torch.randn(5000, 16)
+    mask = torch.zeros(4, 80, dtype=torch.bool)
+    for i, n in enumerate([80, 70, 0, 75]):
+        mask[i, :n] = True
+    assert (
+        float(mask.sum(1).float().mean()) >= pooling.PACKED_MIN_MEAN_LENGTH
+    )  # max_logits takes the per-text path
+    padded = pooling.masked_max_logits(hidden, mask, weight, chunk_elems=4096)
+    packed = pooling.max_logits(hidden, mask, weight, weight.t().contiguous())
+    torch.testing.assert_close(packed, padded, rtol=1e-6, atol=1e-5)
+    lengths = mask.sum(1).tolist()
+    per_text = pooling.packed_max_logits(hidden, lengths, weight.t().contiguous(), vocab_step=1024)
+    torch.testing.assert_close(per_text, padded, rtol=1e-6, atol=1e-5)
+    assert bool(torch.isinf(per_text[2]).all())
+    wl = weight.bfloat16()
+    screened_packed = pooling.screened_max_logits(
+        hidden, mask, weight, torch.zeros(5000), wl, weight.norm(dim=1), weight_lowp_t=wl.t().contiguous()
+    )
+    screened_padded = pooling.screened_max_logits(
+        hidden, mask, weight, torch.zeros(5000), wl, weight.norm(dim=1)
+    )
+    torch.testing.assert_close(screened_packed, screened_padded)
+
+
 def test_bf16_screen_never_drops_an_active_term():
     """Adversarial case: logits just above zero must survive the bf16 screen (the error bound is safe)."""
     torch.manual_seed(1)

@@ -252,12 +252,19 @@ class SpladeEncoder:
         """The masked-LM's hidden states right before the vocabulary projection (B, L, d)."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
-    def _lowp_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _head_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fp32 W^T, bf16 W, bf16 W^T, row norms), rebuilt when the head weights change (e.g. training)."""
         w = self.head_weight
         key = (w.data_ptr(), w._version)
         if self._lowp_cache is None or self._lowp_cache[0] != key:
-            self._lowp_cache = (key, w.detach().to(torch.bfloat16), w.detach().float().norm(dim=1))
-        return self._lowp_cache[1], self._lowp_cache[2]
+            wd = w.detach().float()
+            lowp = wd.to(torch.bfloat16)
+            self._lowp_cache = (key, wd.t().contiguous(), lowp, lowp.t().contiguous(), wd.norm(dim=1))
+        return self._lowp_cache[1:]
+
+    def _lowp_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        _, lowp, _, norms = self._head_tables()
+        return lowp, norms
 
     def _encode_batch(self, batch_ids: list[list[int]], mode: str) -> torch.Tensor:
         length = max(len(x) for x in batch_ids)
@@ -277,14 +284,15 @@ class SpladeEncoder:
         if self.spec.pooling_strategy == "sum":
             return pooling.masked_sum_activated(hidden, mask, w, b, act)
         use_bf16 = cpu_supports_bf16() or hidden.device.type != "cpu"
+        wt, wl, wlt, norms = self._head_tables()
         if mode == "fp32" or not use_bf16:
-            maxlog = pooling.masked_max_logits(hidden.float(), mask, w.float()) + b
+            maxlog = pooling.max_logits(hidden.float(), mask, w.float(), wt) + b
         elif mode == "exact":
-            wl, norms = self._lowp_weights()
-            maxlog = pooling.screened_max_logits(hidden.float(), mask, w.float(), b, wl, norms)
+            maxlog = pooling.screened_max_logits(
+                hidden.float(), mask, w.float(), b, wl, norms, weight_lowp_t=wlt
+            )
         else:  # fast
-            wl, _ = self._lowp_weights()
-            maxlog = pooling.masked_max_logits(hidden.to(torch.bfloat16), mask, wl) + b
+            maxlog = pooling.max_logits(hidden.to(torch.bfloat16), mask, wl, wlt) + b
         return pooling.activate(maxlog, act)
 
     # ------------------------------------------------------------------ inspection
