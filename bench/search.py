@@ -27,7 +27,7 @@ thread each (``NUMBA_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``, qdrant ``max_search
 - ``qdrant-edge``: an embedded qdrant-edge-py shard with a sparse vector field, default (exact) sparse search.
 
 Reported per method: p50 / p95 latency of top-10 (ms), build seconds, bytes on disk (bytes per posting), peak RSS
-of the child process (it includes the memory-mapped input corpus), and recall@10 against the exact top 10
+of the child process (VmHWM; it includes the memory-mapped input corpus), and recall@10 against the exact top 10
 (scipy, float32). Ratios are against scipy-csc.
 """
 
@@ -37,7 +37,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -70,7 +69,13 @@ def rss_now() -> int:
 
 
 def peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process image: VmHWM. (On Linux ru_maxrss is carried across exec from the
+    forking parent, so a fresh child would report at least the parent's peak.)"""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM line in /proc/self/status")
 
 
 def dir_bytes(path: Path) -> int:

@@ -316,3 +316,141 @@ def test_approx_reports_recall(small, rng):
     assert rep["queries"] == 30 and 0 < rep["recall"] <= 1
     full = idx.measure_approx(qs, k=10, approx=1.0, sample=30)
     assert full["recall"] == 1.0
+
+
+def _dense_corpus(rng, dim: int) -> SparseVectors:
+    """140,000 documents (three windows, the last partial) whose first terms fill every container kind: a term
+    in every document, every third, a dense burst followed by gaps over 255 and a far jump (escape bytes), ~1%
+    random (many escapes), a term starting late in each window, plus sparse random terms (uint16 arrays)."""
+    n = 140_000
+    off = np.arange(n) & 0xFFFF
+    member = [
+        np.ones(n, bool),
+        np.arange(n) % 3 == 0,
+        (off < 2000) | ((off % 300) == 7) | (off == 60_000),
+        rng.random(n) < 0.01,
+        off >= 64_900,
+    ]
+    rows = []
+    sparse = rng.choice(np.arange(10, 3000), size=(n, 4))
+    for d in range(n):
+        t = [i for i, m in enumerate(member) if m[d]]
+        t = np.unique(np.concatenate([np.asarray(t, np.int64), sparse[d]]))
+        rows.append((t, rng.gamma(1.5, 0.6, len(t)).astype(np.float32)))
+    return SparseVectors.from_rows(rows, dim)
+
+
+def test_gap_containers_roundtrip_and_size():
+    """Byte-gap lists decode to the offsets they were built from, and are never larger than uint16 arrays."""
+    from spladekit.index import _kernels as K
+
+    rng = np.random.default_rng(3)
+    cases = [
+        np.arange(K.WINDOW),  # full window, all gaps 1
+        np.arange(0, K.WINDOW, 128)[: K.GAP_MIN],  # exactly GAP_MIN documents
+        np.sort(rng.choice(K.WINDOW, size=K.GAP_MIN, replace=False)),  # many escapes
+        np.concatenate([np.arange(K.GAP_MIN - 1), [K.WINDOW - 1]]),  # one far jump
+        K.WINDOW - 1 - np.arange(700)[::-1],  # starts late: the first gap escapes
+        np.sort(rng.choice(K.WINDOW, size=5, replace=False)),  # a small array
+    ]
+    for offs in cases:
+        cnt = len(offs)
+        term_ptr = np.array([0, cnt], np.int64)
+        docs = offs.astype(np.int32)
+        win_ptr = np.array([[0, cnt]], np.int32)
+        doc_ptr, docs16 = K.build_containers(term_ptr, docs, win_ptr)
+        assert len(docs16) <= cnt  # uint16 units: never more than the plain array
+        out = np.empty(K.WINDOW, np.int64)
+        K._decode(docs16, 0, cnt, out)
+        np.testing.assert_array_equal(out[:cnt], offs)
+        tp2 = np.stack([term_ptr, doc_ptr])
+        w = np.arange(1, cnt + 1, dtype=np.float32)
+        for j in list(range(min(cnt, 70))) + list(range(max(0, cnt - 70), cnt)):
+            got = K.doc_weights(
+                np.array([0], np.int32), tp2, win_ptr, docs16, w, np.ones(1, np.float32), offs[j]
+            )
+            assert got[0] == w[j]
+        absent = np.setdiff1d(np.arange(K.WINDOW), offs)[:50]
+        for x in absent:
+            assert (
+                K.doc_weights(np.array([0], np.int32), tp2, win_ptr, docs16, w, np.ones(1, np.float32), x)[0]
+                == 0
+            )
+
+
+def test_exact_with_dense_terms(encoder, tmp_path, rng):
+    """Frequent terms (byte-gap lists with escapes and skips) across windows: exact search, explain, vectors,
+    deletes and merges; the segment's term_ptr is uint32 and an int64 one (huge segments) reads the same."""
+    from spladekit.index.segment import Segment
+
+    dim = encoder.vocab_size
+    docs = _dense_corpus(rng, dim)
+    n = len(docs)
+    ids = [str(i) for i in range(n)]
+    idx = Index.create(tmp_path / "dense", encoder)
+    idx.add_vectors(ids, docs)
+    idx.commit()
+    seg_dir = next(idx.path.glob("seg_*"))
+    # the frequent terms take about 1 byte a posting for their documents instead of 2
+    frequent = int((docs.indices < 5).sum())
+    assert (seg_dir / "docs.npy").stat().st_size < 2 * docs.nnz - 0.8 * frequent
+    queries = []
+    for i in range(16):
+        t = np.concatenate(
+            [rng.choice(5, size=3, replace=False), rng.choice(np.arange(10, 3000), 5, replace=False)]
+        )
+        w = rng.gamma(2, 1, len(t)).astype(np.float32)
+        if i % 2:  # light frequent terms: probed for the candidates of the heavy rare ones
+            w[:3] *= 0.05
+        o = np.argsort(t)
+        queries.append(SparseVectors(np.array([0, len(t)]), t[o].astype(np.int32), w[o], dim))
+    for q in queries:
+        for k in (10, 100):
+            assert_exact(idx.search(q, k=k), brute(docs, q), ids, k)
+    hits = idx.search(queries[0], k=5, explain=True)
+    for h in hits:
+        assert sum(r[3] for r in h.explanation) == pytest.approx(h.score, rel=1e-4)
+    for x in ("0", "7", "65535", "65536", "131072", "139999", "70003"):
+        v = idx.vector(x)
+        np.testing.assert_array_equal(v.indices, docs.row(int(x))[0])
+        np.testing.assert_array_equal(v.data, docs.row(int(x))[1])
+
+    assert np.load(seg_dir / "term_ptr.npy").dtype == np.uint32
+    # a segment too big for uint32 offsets stores them as int64: the same data read that way searches the same
+    wide = Segment.load(seg_dir)
+    wide.term_ptr = np.asarray(wide.term_ptr, np.int64)
+    idx2 = Index.open(idx.path)
+    idx2._segments = (wide,)
+    for q in queries[:4]:
+        assert [(h.id, h.score) for h in idx2.search(q, k=10)] == [
+            (h.id, h.score) for h in idx.search(q, k=10)
+        ]
+    idx2.close()
+
+    dead = [str(i) for i in range(0, n, 5)]
+    idx.delete(dead)
+    idx.commit()
+    alive = np.ones(n, bool)
+    alive[::5] = False
+    for q in queries[:6]:
+        assert_exact(idx.search(q, k=10), brute(docs, q, alive), ids, 10)
+    idx.optimize()  # rebuilds the postings from the containers
+    assert idx.info()["segments"] == 1 and len(idx) == alive.sum()
+    for q in queries[:6]:
+        assert_exact(idx.search(q, k=10), brute(docs, q, alive), ids, 10)
+
+
+def test_old_segment_format_is_refused(encoder, tmp_path, rng):
+    import json
+
+    from spladekit.errors import DataFormatError
+
+    idx = Index.create(tmp_path / "old", encoder)
+    idx.add_vectors(["a", "b"], rand_vectors(rng, 2, encoder.vocab_size, 10))
+    idx.commit()
+    idx.close()
+    meta_file = next((tmp_path / "old").glob("seg_*/meta.json"))
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "format": 1}))
+    with pytest.raises(DataFormatError, match="segment format 1"):
+        Index.open(tmp_path / "old")

@@ -205,10 +205,11 @@ class SpladeEncoder:
         report.empty = n - len(order)
         rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * n
         bar = _progress(len(order), show_progress, f"encoding {kind}s")
-        with self._lock, torch.inference_mode():
-            for s in range(0, len(order), batch_size):
-                chunk = order[s : s + batch_size]
-                weights = self._encode_batch([ids[i] for i in chunk], mode)
+        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        with self._lock, _batch_workers(len(chunks)) as run:
+            for chunk, weights in zip(
+                chunks, run(lambda c: self._encode_batch([ids[i] for i in c], mode), chunks)
+            ):
                 report.tokens += sum(len(ids[i]) for i in chunk)
                 for j, i in enumerate(chunk):
                     rows[i] = _sparsify(weights[j], max_active_dims, threshold)
@@ -309,6 +310,55 @@ class SpladeEncoder:
                 raise InputError(f"token {t!r} is not in the model's vocabulary")
             out.append(self.token_to_id[t])
         return out
+
+
+@contextlib.contextmanager
+def _batch_workers(n_batches: int):
+    """Yield ``run(fn, items)``, an ordered map over batches.
+
+    With T torch threads and several batches, T Python threads each encode whole batches with one torch thread:
+    the small matmuls of a tiny BERT split poorly across cores, so batch-level parallelism is ~25% faster than
+    intra-op threads here, with bitwise-identical results (each batch is computed the same way). Otherwise (one
+    thread or one batch, e.g. a single query) it runs in the calling thread with the current thread count.
+    """
+    threads = torch.get_num_threads()
+    if threads < 2 or n_batches < 2:
+
+        def run_inline(fn, items):
+            for item in items:
+                with torch.inference_mode():
+                    yield fn(item)
+
+        yield run_inline
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = min(threads, n_batches)
+
+    def call(fn, item):
+        with torch.inference_mode():
+            return fn(item)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="spladekit-encode") as pool:
+
+            def run_pooled(fn, items):
+                # at most 2 × workers batches in flight: bounded memory, results in input order
+                items = list(items)
+                pending = [pool.submit(call, fn, x) for x in items[: 2 * workers]]
+                nxt = len(pending)
+                for k in range(len(items)):
+                    result = pending[k].result()
+                    pending[k] = None
+                    if nxt < len(items):
+                        pending.append(pool.submit(call, fn, items[nxt]))
+                        nxt += 1
+                    yield result
+
+            yield run_pooled
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

@@ -1,15 +1,27 @@
 """Numba kernels of the index: segment building and exact, pruned top-k search.
 
 Postings of a segment are term-major; within a term they are sorted by document number and split into windows
-of ``WINDOW`` (65,536) documents, so a document number is stored as a ``uint16`` offset inside its window
-(6 bytes per posting with float32 weights). Search walks the windows one by one with a window-local accumulator
-that stays in cache. Inside a window the query terms are taken in decreasing order of their upper bound (query
-weight x the term's largest weight in that window) and scanned term-at-a-time. Once the bounds of the terms left
-sum to at most ``SWITCH`` x theta (the current k-th score), only documents whose partial score is within that sum
-of theta can still enter the top k: the remaining terms are merged against that candidate list (galloping search
-in the postings, or a plain scan when candidates are many) and candidates are dropped as soon as their score plus
-the bounds left cannot beat theta. A window whose total bound cannot beat theta is skipped. Every test compares
-bounds with a small slack, so pruning never loses a document of the exact top k (MaxScore-style safe pruning).
+of ``WINDOW`` (65,536) documents. The documents of one (term, window) form a container of offsets inside the
+window (``docs.npy``, in uint16 units); its weights are stored apart, one float32 per posting in the same order.
+A container holds either
+
+- a sorted ``uint16`` array of the offsets (2 bytes a posting), when the term has fewer than ``GAP_MIN``
+  documents in the window; or
+- a byte-gap list, for frequent terms: the gap from the previous offset in one byte (a gap over 255 is written
+  as zero bytes, each adding 255, then the rest), after a header with the number of those escape bytes and a skip
+  table (the offset of every ``SKIP``-th posting and the escape bytes up to it) for candidate probing. At least
+  ``GAP_MIN`` documents in 65,536 offsets need at most 257 escapes, so this is never larger than the array and
+  about 1 byte a posting for frequent terms.
+
+Search walks the windows one by one with a window-local accumulator that stays in cache. Inside a window the
+query terms are taken in decreasing order of their upper bound (query weight x the term's largest weight in that
+window) and scanned term-at-a-time. Once the bounds of the terms left sum to at most ``SWITCH`` x theta (the
+current k-th score), only documents whose partial score is within that sum of theta can still enter the top k:
+the remaining terms are merged against that candidate list (galloping search in an array, skip table then a short
+walk in a byte-gap list, or a plain scan when candidates are many) and candidates are dropped as soon as their
+score plus the bounds left cannot beat theta. A window whose total bound cannot beat theta is skipped. Every
+test compares bounds with a small slack, so pruning never loses a document of the exact top k (MaxScore-style
+safe pruning).
 """
 
 from __future__ import annotations
@@ -19,7 +31,160 @@ import numpy as np
 
 WINDOW_BITS = 16
 WINDOW = 1 << WINDOW_BITS
+GAP_MIN = 512  # containers of at least this many documents are byte-gap lists
+SKIP = 64  # postings between skip table entries of a byte-gap list
 SWITCH = 0.5  # see search_segment: where scanning hands over to candidate probing
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _n_skips(cnt):
+    return (cnt + SKIP - 1) // SKIP
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _size(docs16, a, cnt):
+    """uint16 units of the container of ``cnt`` documents at ``a``."""
+    if cnt >= GAP_MIN:
+        return 1 + 2 * _n_skips(cnt) + (cnt + np.int64(docs16[a]) + 1) // 2
+    return cnt
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _gap_bytes(docs16, a, cnt):
+    """The gap bytes of the byte-gap list at ``a`` and how many there are."""
+    nb_ = cnt + np.int64(docs16[a])
+    s0 = a + 1 + 2 * _n_skips(cnt)
+    return docs16[s0 : s0 + (nb_ + 1) // 2].view(np.uint8), nb_
+
+
+@nb.njit(cache=True, nogil=True)
+def _container(term_ptr, win_ptr, docs16, t, w):
+    """(start in docs16, document count) of the container of term ``t`` in window ``w``."""
+    pos = np.int64(term_ptr[1, t])
+    for v in range(w):
+        pos += _size(docs16, pos, np.int64(win_ptr[t, v + 1] - win_ptr[t, v]))
+    return pos, np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _scan(docs16, a, cnt, weights, p, qw, acc):
+    """acc[doc] += qw * weight for every posting of a container (its weights at weights[p:p + cnt])."""
+    # Unsigned or range-based indices throughout: numba then skips its negative-index wraparound in the hot loops.
+    wv = weights[p : p + cnt]
+    if cnt >= GAP_MIN:
+        by, nb_ = _gap_bytes(docs16, a, cnt)
+        d = np.uint64(0)  # 1 + offset of the current posting
+        one = np.uint64(1)
+        if nb_ == cnt:  # no escapes: one byte a posting
+            for j in range(cnt):
+                d += by[j]
+                acc[d - one] += qw * wv[j]
+        else:
+            j = 0
+            for b in range(nb_):
+                g = by[b]
+                if g == 0:
+                    d += np.uint64(255)
+                else:
+                    d += g
+                    acc[d - one] += qw * wv[j]
+                    j += 1
+    else:
+        dv = docs16[a : a + cnt]
+        for j in range(cnt):
+            acc[dv[j]] += qw * wv[j]
+
+
+@nb.njit(cache=True, nogil=True)
+def _probe_gaps(docs16, a, cnt, wv, qw, acc, cand, nc):
+    """acc[x] += qw * weight for each candidate x (ascending) found in the byte-gap list at ``a`` (weights wv)."""
+    by, _ = _gap_bytes(docs16, a, cnt)
+    n_sk = np.uint64(_n_skips(cnt))
+    sk = docs16[a + 1 : a + 1 + 2 * _n_skips(cnt)]
+    one = np.uint64(1)
+    two = np.uint64(2)
+    step = np.uint64(SKIP)
+    n = np.uint64(cnt)
+    s = np.uint64(0)  # skip entries passed (their offset is at most the candidate)
+    j = np.uint64(0)  # 1 + number of the current posting (0: before the first)
+    d = np.uint64(0)  # 1 + its offset
+    b = np.uint64(0)  # where the next posting's bytes start
+    for c in range(nc):
+        x = np.uint64(cand[c]) + one
+        while s < n_sk and np.uint64(sk[two * s]) < x:
+            s += one
+        if s > 0 and (s - one) * step + one > j:
+            j = (s - one) * step + one
+            d = np.uint64(sk[two * (s - one)]) + one
+            b = j + np.uint64(sk[two * (s - one) + one])
+        while d < x and j < n:
+            g = by[b]
+            b += one
+            while g == 0:
+                d += np.uint64(255)
+                g = by[b]
+                b += one
+            d += g
+            j += one
+        if d == x:
+            acc[d - one] += qw * wv[j - one]
+
+
+@nb.njit(cache=True, nogil=True)
+def _probe_array(dv, wv, qw, acc, cand, nc):
+    """acc[x] += qw * weight for each candidate x (ascending) found in the sorted offsets dv (galloping merge)."""
+    n = np.uint64(len(dv))
+    one = np.uint64(1)
+    p = np.uint64(0)
+    for c in range(nc):
+        x = cand[c]
+        if p < n and dv[p] < x:
+            step = one
+            while p + step < n and dv[p + step] < x:
+                step <<= one
+            lo = p + (step >> one) + one
+            hi = min(p + step, n)
+            while lo < hi:
+                mid = (lo + hi) >> one
+                if dv[mid] < x:
+                    lo = mid + one
+                else:
+                    hi = mid
+            p = lo
+        if p < n and dv[p] == x:
+            acc[np.uint64(x)] += qw * wv[p]
+
+
+@nb.njit(cache=True, nogil=True)
+def _decode(docs16, a, cnt, out):
+    """Window offsets of a container's documents into out[:cnt]."""
+    if cnt >= GAP_MIN:
+        by, nb_ = _gap_bytes(docs16, a, cnt)
+        d = np.int64(-1)
+        j = 0
+        for b in range(nb_):
+            g = by[b]
+            if g == 0:
+                d += 255
+            else:
+                d += g
+                out[j] = d
+                j += 1
+    else:
+        for j in range(cnt):
+            out[j] = docs16[a + j]
+
+
+@nb.njit(cache=True, nogil=True)
+def _escapes(docs, p, cnt):
+    """Escape bytes the byte-gap list of docs[p:p + cnt] (ascending, same window) needs."""
+    e = 0
+    prev = np.int64(-1)
+    for q in range(p, p + cnt):
+        o = np.int64(docs[q] & (WINDOW - 1))
+        e += (o - prev - 1) // 255
+        prev = o
+    return e
 
 
 @nb.njit(cache=True, nogil=True)
@@ -72,17 +237,75 @@ def window_tables(term_ptr, docs, weights, n_windows):
 
 
 @nb.njit(cache=True, nogil=True)
-def postings_to_csr(term_ptr, docs16, win_ptr, weights, scales, n_docs, keep):
-    """Rebuild the document vectors of a segment (for merges), keeping rows where ``keep`` is set."""
+def build_containers(term_ptr, docs, win_ptr):
+    """Containers of term-major postings (``docs``: document numbers): (start of each term's in docs16, docs16)."""
     dim = len(term_ptr) - 1
     n_windows = win_ptr.shape[1] - 1
+    doc_ptr = np.zeros(dim + 1, np.int64)
+    pos = np.int64(0)
+    for t in range(dim):
+        doc_ptr[t] = pos
+        for w in range(n_windows):
+            cnt = np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+            if cnt >= GAP_MIN:
+                e = _escapes(docs, term_ptr[t] + win_ptr[t, w], cnt)
+                pos += 1 + 2 * _n_skips(cnt) + (cnt + e + 1) // 2
+            else:
+                pos += cnt
+    doc_ptr[dim] = pos
+    out = np.zeros(pos, np.uint16)
+    for t in range(dim):
+        pos = doc_ptr[t]
+        for w in range(n_windows):
+            p = term_ptr[t] + win_ptr[t, w]
+            cnt = np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+            if cnt >= GAP_MIN:
+                e = _escapes(docs, p, cnt)
+                out[pos] = e
+                sk = pos + 1
+                s0 = sk + 2 * _n_skips(cnt)
+                by = out[s0 : s0 + (cnt + e + 1) // 2].view(np.uint8)
+                prev = np.int64(-1)
+                b = 0
+                esc = 0
+                for j in range(cnt):
+                    o = np.int64(docs[p + j] & (WINDOW - 1))
+                    g = o - prev
+                    while g > 255:
+                        by[b] = 0
+                        b += 1
+                        g -= 255
+                        esc += 1
+                    by[b] = g
+                    b += 1
+                    prev = o
+                    if j % SKIP == 0:
+                        out[sk + 2 * (j // SKIP)] = o
+                        out[sk + 2 * (j // SKIP) + 1] = esc
+                pos = s0 + (cnt + e + 1) // 2
+            else:
+                for j in range(cnt):
+                    out[pos + j] = docs[p + j] & (WINDOW - 1)
+                pos += cnt
+    return doc_ptr, out
+
+
+@nb.njit(cache=True, nogil=True)
+def postings_to_csr(term_ptr, docs16, win_ptr, weights, scales, n_docs, keep):
+    """Rebuild the document vectors of a segment (for merges), keeping rows where ``keep`` is set."""
+    dim = term_ptr.shape[1] - 1
+    n_windows = win_ptr.shape[1] - 1
+    offs = np.empty(WINDOW, np.int64)
     counts = np.zeros(n_docs, np.int64)
     for t in range(dim):
-        s = term_ptr[t]
+        pos = np.int64(term_ptr[1, t])
         for w in range(n_windows):
+            cnt = np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+            _decode(docs16, pos, cnt, offs)
+            pos += _size(docs16, pos, cnt)
             base = w << WINDOW_BITS
-            for p in range(s + win_ptr[t, w], s + win_ptr[t, w + 1]):
-                counts[base + np.int64(docs16[p])] += 1
+            for j in range(cnt):
+                counts[base + offs[j]] += 1
     new_row = np.full(n_docs, -1, np.int64)
     n_keep = 0
     for d in range(n_docs):
@@ -99,16 +322,21 @@ def postings_to_csr(term_ptr, docs16, win_ptr, weights, scales, n_docs, keep):
     indices = np.empty(indptr[-1], np.int32)
     data = np.empty(indptr[-1], np.float32)
     for t in range(dim):
-        s = term_ptr[t]
+        s = np.int64(term_ptr[0, t])
+        pos = np.int64(term_ptr[1, t])
         sc = scales[t]
         for w in range(n_windows):
+            cnt = np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+            _decode(docs16, pos, cnt, offs)
+            pos += _size(docs16, pos, cnt)
             base = w << WINDOW_BITS
-            for p in range(s + win_ptr[t, w], s + win_ptr[t, w + 1]):
-                r = new_row[base + np.int64(docs16[p])]
+            p = s + win_ptr[t, w]
+            for j in range(cnt):
+                r = new_row[base + offs[j]]
                 if r >= 0:
                     q = fill[r]
                     indices[q] = t
-                    data[q] = np.float32(weights[p] * sc)
+                    data[q] = np.float32(weights[p + j] * sc)
                     fill[r] = q + 1
     return indptr, indices, data
 
@@ -201,6 +429,11 @@ def search_segment(
     ub = np.empty(nq, np.float32)
     rem = np.empty(nq + 1, np.float32)
     cand = np.empty(WINDOW, np.int64)
+    nxt = np.empty(nq, np.int64)  # per query term: where its next container may start in docs16
+    ca = np.empty(nq, np.int64)  # per query term: start of its container of this window in docs16
+    cn = np.empty(nq, np.int64)  # per query term: documents in that container
+    for i in range(nq):
+        nxt[i] = term_ptr[1, q_terms[i]]
     probes = 0
     read = 0
     for w in range(n_windows):
@@ -210,10 +443,15 @@ def search_segment(
             break
         for i in range(nq):
             t = q_terms[i]
+            cnt = np.int64(win_ptr[t, w + 1] - win_ptr[t, w])
+            ca[i] = nxt[i]
+            cn[i] = cnt
+            if cnt:
+                nxt[i] += _size(docs16, nxt[i], cnt)
             qw = q_weights[i]
-            a = qw * win_max[t, w]
-            b = qw * win_min[t, w]
-            u = a if a > b else b
+            bmax = qw * win_max[t, w]
+            bmin = qw * win_min[t, w]
+            u = bmax if bmax > bmin else bmin
             ub[i] = u if u > 0 else np.float32(0.0)
         order = np.argsort(-ub)
         rem[nq] = 0
@@ -229,26 +467,25 @@ def search_segment(
         while j < nq and (not prune or size < k or rem[j] * slack > theta):
             i = order[j]
             t = q_terms[i]
-            qw = q_weights[i] * scales[t]
-            s = term_ptr[t]
-            for p in range(s + win_ptr[t, w], s + win_ptr[t, w + 1]):
-                acc[docs16[p]] += qw * weights[p]
-            read += win_ptr[t, w + 1] - win_ptr[t, w]
+            _scan(
+                docs16, ca[i], cn[i], weights, term_ptr[0, t] + win_ptr[t, w], q_weights[i] * scales[t], acc
+            )
+            read += cn[i]
             j += 1
         # Unseen documents can no longer reach theta. Keep scanning until the bound of the terms left is at most
         # SWITCH x theta, so that only documents already close to theta remain candidates.
         while j < nq and rem[j] * slack > theta * SWITCH:
             i = order[j]
             t = q_terms[i]
-            qw = q_weights[i] * scales[t]
-            s = term_ptr[t]
-            for p in range(s + win_ptr[t, w], s + win_ptr[t, w + 1]):
-                acc[docs16[p]] += qw * weights[p]
-            read += win_ptr[t, w + 1] - win_ptr[t, w]
+            _scan(
+                docs16, ca[i], cn[i], weights, term_ptr[0, t] + win_ptr[t, w], q_weights[i] * scales[t], acc
+            )
+            read += cn[i]
             j += 1
         # Only documents already seen can still make the top k. Each remaining term either probes its postings
-        # for those candidates (galloping merge, when they are few) or is scanned (when they are many); candidates
-        # whose score plus the bounds left cannot beat theta are dropped along the way.
+        # for those candidates (galloping merge in an array, skip table and a short walk in a byte-gap list; when
+        # they are few) or is scanned (when they are many); candidates whose score plus the bounds left cannot
+        # beat theta are dropped along the way.
         nc = 0
         lim = theta - rem[j] * slack
         if lim < 0:
@@ -269,10 +506,10 @@ def search_segment(
             i = order[jj]
             t = q_terms[i]
             qw = q_weights[i] * scales[t]
-            s = term_ptr[t]
-            p = s + win_ptr[t, w]
-            pe = s + win_ptr[t, w + 1]
-            if since >= nc or nc * 8 < pe - p:
+            p0 = term_ptr[0, t] + win_ptr[t, w]  # the container's first weight
+            cnt = cn[i]
+            a = ca[i]
+            if since >= nc or nc * 8 < cnt:
                 # drop candidates that cannot make it any more (amortised: at most as often as postings scanned)
                 bound = rem[jj] * slack
                 m = 0
@@ -282,29 +519,17 @@ def search_segment(
                         m += 1
                 nc = m
                 since = 0
-            if nc * 8 >= pe - p:  # many candidates: scanning the term is cheaper than probing it
-                for q in range(p, pe):
-                    acc[docs16[q]] += qw * weights[q]
-                read += pe - p
-                since += pe - p
+            # many candidates: scanning the term is cheaper than probing it (a probe costs more in a byte-gap list:
+            # a walk of SKIP / 2 gaps on average)
+            if nc * (8 if cnt < GAP_MIN else 32) >= cnt:
+                _scan(docs16, a, cnt, weights, p0, qw, acc)
+                read += cnt
+                since += cnt
                 continue
-            for c in range(nc):
-                d = cand[c]
-                if p < pe and docs16[p] < d:
-                    step = 1
-                    while p + step < pe and docs16[p + step] < d:
-                        step <<= 1
-                    lo = p + (step >> 1) + 1
-                    hi = min(p + step, pe)
-                    while lo < hi:
-                        mid = (lo + hi) >> 1
-                        if docs16[mid] < d:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    p = lo
-                if p < pe and docs16[p] == d:
-                    acc[d] += qw * weights[p]
+            if cnt >= GAP_MIN:
+                _probe_gaps(docs16, a, cnt, weights[p0 : p0 + cnt], qw, acc, cand, nc)
+            else:
+                _probe_array(docs16[a : a + cnt], weights[p0 : p0 + cnt], qw, acc, cand, nc)
         for c in range(nc):
             x = acc[cand[c]]
             if x > 0 and (size < k or x > theta):
@@ -315,6 +540,29 @@ def search_segment(
 
 
 @nb.njit(cache=True, nogil=True)
+def _gap_find(docs16, a, cnt, x):
+    """Posting number of window offset ``x`` in the byte-gap list at ``a``, or -1."""
+    by, _ = _gap_bytes(docs16, a, cnt)
+    n_sk = _n_skips(cnt)
+    si = 0
+    while si + 1 < n_sk and docs16[a + 1 + 2 * (si + 1)] <= x:
+        si += 1
+    j = si * SKIP
+    d = np.int64(docs16[a + 1 + 2 * si])
+    b = j + 1 + np.int64(docs16[a + 2 + 2 * si])
+    while d < x and j + 1 < cnt:
+        g = by[b]
+        b += 1
+        while g == 0:
+            d += 255
+            g = by[b]
+            b += 1
+        d += g
+        j += 1
+    return j if d == x else -1
+
+
+@nb.njit(cache=True, nogil=True)
 def doc_weights(q_terms, term_ptr, win_ptr, docs16, weights, scales, doc):
     """Weights of one document for the given terms (0 where absent), for explanations."""
     w = doc >> WINDOW_BITS
@@ -322,8 +570,13 @@ def doc_weights(q_terms, term_ptr, win_ptr, docs16, weights, scales, doc):
     out = np.zeros(len(q_terms), np.float32)
     for i in range(len(q_terms)):
         t = q_terms[i]
-        s = term_ptr[t]
-        pos = _find(docs16, s + win_ptr[t, w], s + win_ptr[t, w + 1], off)
-        if pos >= 0:
-            out[i] = weights[pos] * scales[t]
+        a, cnt = _container(term_ptr, win_ptr, docs16, t, w)
+        if cnt >= GAP_MIN:
+            j = _gap_find(docs16, a, cnt, off)
+        else:
+            j = _find(docs16, a, a + cnt, off)
+            if j >= 0:
+                j -= a
+        if j >= 0:
+            out[i] = weights[term_ptr[0, t] + win_ptr[t, w] + j] * scales[t]
     return out

@@ -2,12 +2,17 @@
 
 A segment folder ``seg_NNNNNN/`` holds plain ``.npy`` arrays (memory-mapped on open) and two byte blobs:
 
-- ``term_ptr.npy`` (int64, dim+1): where each term's postings start in ``docs.npy`` / ``weights.npy``;
-- ``docs.npy`` (uint16): document number inside its 65,536-document window, ascending within a term;
-- ``weights.npy`` (float32, or uint8 with per-term ``scales.npy`` in compact mode);
+- ``term_ptr.npy`` (2 x dim+1; uint32, or int64 when a value needs it): per term, where its postings start in
+  ``weights.npy`` (row 0) and where its document containers start in ``docs.npy`` (row 1);
+- ``docs.npy`` (uint16 units): per (term, window of 65,536 documents) a container of the term's documents: their
+  sorted offsets inside the window (2 bytes each), or for frequent terms one byte per gap plus a skip table (about
+  1 byte a posting; see ``_kernels``);
+- ``weights.npy`` (float32, or uint8 with per-term ``scales.npy`` in compact mode), in term then document order;
 - ``win_ptr.npy`` (int32, dim x windows+1), ``win_max.npy`` / ``win_min.npy`` (float32, dim x windows): per
-  (term, window) postings offsets and weight bounds used for pruning;
-- ``ids.bin`` + ``ids_off.npy``: document ids (UTF-8); ``store.bin`` + ``store_off.npy``: ``[text, metadata]`` JSON;
+  (term, window) postings offsets (relative to the term's first) and weight bounds used for pruning;
+  ``win_min.npy`` only when some weight is negative;
+- ``ids.bin`` + ``ids_off.npy``: document ids (UTF-8); ``store.bin`` + ``store_off.npy``: ``[text, metadata]`` JSON
+  (offsets uint32, or int64 when the blob exceeds 4 GiB);
 - ``meta.json``: counts and format; ``deleted.<generation>.npy``: packed tombstone bits written by a commit.
 """
 
@@ -23,7 +28,7 @@ import numpy as np
 from ..errors import DataFormatError
 from . import _kernels as K
 
-FORMAT = 1
+FORMAT = 2  # 2: byte-gap containers for frequent terms, two-row term_ptr
 
 
 def fsync_dir(path: Path) -> None:
@@ -49,12 +54,16 @@ def save_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _offsets(arr: np.ndarray) -> np.ndarray:
+    """Non-negative offsets as uint32 when they all fit (half the bytes), else int64."""
+    return arr.astype(np.uint32 if arr.size == 0 or int(arr.max()) < 2**32 else np.int64)
+
+
 def _blob(parts: list[bytes]) -> tuple[bytes, np.ndarray]:
     lens = np.fromiter((len(p) for p in parts), np.int64, len(parts))
     off = np.zeros(len(parts) + 1, np.int64)
     np.cumsum(lens, out=off[1:])
-    dtype = np.uint32 if off[-1] < 2**32 else np.int64
-    return b"".join(parts), off.astype(dtype)
+    return b"".join(parts), _offsets(off)
 
 
 def write_segment(
@@ -73,13 +82,15 @@ def write_segment(
     term_ptr, docs, weights = K.csr_to_postings(indptr, indices, data, dim)
     n_windows = max(1, -(-n // K.WINDOW))
     win_ptr, win_max, win_min = K.window_tables(term_ptr, docs, weights, n_windows)
-    save_array(folder / "term_ptr.npy", term_ptr)
+    doc_ptr, docs16 = K.build_containers(term_ptr, docs, win_ptr)
+    del docs
+    save_array(folder / "term_ptr.npy", _offsets(np.stack([term_ptr, doc_ptr])))
     save_array(folder / "win_ptr.npy", win_ptr)
     save_array(folder / "win_max.npy", win_max)
     if (win_min < 0).any():
         save_array(folder / "win_min.npy", win_min)
-    save_array(folder / "docs.npy", (docs & (K.WINDOW - 1)).astype(np.uint16))
-    del docs
+    save_array(folder / "docs.npy", docs16)
+    del docs16
     if compact:
         scales = np.zeros(dim, np.float32)
         tmax = np.max(np.abs(win_max), axis=1)
@@ -152,6 +163,13 @@ class Segment:
             raise DataFormatError(
                 str(folder / "meta.json"), None, f"unreadable segment metadata ({e})"
             ) from None
+        if meta.get("format") != FORMAT:
+            raise DataFormatError(
+                str(folder / "meta.json"),
+                None,
+                f"segment format {meta.get('format')} was written by another spladekit version; this one reads "
+                f"format {FORMAT}: rebuild the index (add the documents again) with this version",
+            )
         dim, nw = meta["dim"], meta["n_windows"]
 
         def arr(name: str) -> np.ndarray:
