@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import DataFormatError, InputError, SpladekitError
 from ..sparse import SparseVectors
 from . import _kernels as K
+from .queries import QueryInput
 from .segment import Segment, canonical, fsync_dir, save_array, save_bytes, write_segment
 
 MANIFEST = "manifest.json"
@@ -80,7 +81,7 @@ class DocumentBatch:
     metadata: list[dict | None] | None = None
 
 
-class Index:
+class Index(QueryInput):
     """An embedded SPLADE index: immutable segments + tombstones, one writer, many readers, atomic commits."""
 
     def __init__(self, path: Path, manifest: dict, vocab: list[str], encoder=None) -> None:
@@ -242,20 +243,6 @@ class Index:
                 f"(weights {str(info.get('weights_sha256'))[:12]})"
             )
 
-    def _check_vectors(self, v: SparseVectors, what: str) -> None:
-        if not isinstance(v, SparseVectors):
-            raise InputError(f"{what} must be SparseVectors, got {type(v).__name__}")
-        if v.dim != self.dim:
-            raise InputError(
-                f"{what} have dimension {v.dim} but this index's model ({self._manifest['model'].get('name')}) "
-                f"has {self.dim}: they were encoded by a different model"
-            )
-        if v.vocab is not None and v.vocab is not self._vocab and not _same_vocab(v.vocab, self._vocab):
-            raise InputError(
-                f"{what} use a different vocabulary than this index's model: encoded by a different model"
-            )
-
-    # ------------------------------------------------------------------ writing
     def _acquire_lock(self, refresh: bool = True) -> None:
         if self._closed:
             raise InputError("this index is closed")
@@ -654,23 +641,6 @@ class Index:
                 )
 
     # ------------------------------------------------------------------ search
-    def _query(self, query) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(query, str):
-            v = self.encoder.encode_queries([query])
-        elif isinstance(query, SparseVectors):
-            self._check_vectors(query, "query vectors")
-            if len(query) != 1:
-                raise InputError(f"a query must be one vector, got {len(query)} (use search_batch for many)")
-            v = query
-        elif isinstance(query, Mapping):
-            v = SparseVectors.from_dicts([query], self._vocab, self.dim)
-        else:
-            raise InputError(
-                f"query must be a string, a 1-row SparseVectors or a {{token: weight}} dict, got {type(query).__name__}"
-            )
-        t, w = v.row(0)
-        return np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32)
-
     def _allowed(self, segs: tuple[Segment, ...], filter) -> list[np.ndarray | None]:
         """Per segment: uint8 mask of searchable documents (tombstones and filter), or None for all."""
         if filter is None:
@@ -775,23 +745,7 @@ class Index:
     ) -> list[list[SearchHit]]:
         """``search`` for many queries (strings encoded in one batch, SparseVectors rows, or dicts), on threads."""
         k = _check_k(k)
-        if isinstance(queries, SparseVectors):
-            self._check_vectors(queries, "query vectors")
-            qs = [queries.row(i) for i in range(len(queries))]
-        else:
-            if isinstance(queries, str) or not isinstance(queries, Sequence):
-                raise InputError("queries must be a list of strings / dicts, or a SparseVectors")
-            queries = list(queries)
-            qs: list = [None] * len(queries)
-            texts = [i for i, q in enumerate(queries) if isinstance(q, str)]
-            if texts:
-                enc = self.encoder.encode_queries([queries[i] for i in texts])
-                for j, i in enumerate(texts):
-                    qs[i] = enc.row(j)
-            for i, q in enumerate(queries):
-                if qs[i] is None:
-                    qs[i] = self._query(q)
-        qs = [(np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32)) for t, w in qs]
+        qs = self._queries(queries)
         segs = self._segments
         allowed = self._allowed(segs, filter)
 
@@ -914,17 +868,3 @@ def _parse_filter(filter) -> list[tuple[str, list[str]]]:
         except (TypeError, ValueError):
             raise InputError(f"filter on {name!r}: values must be JSON values") from None
     return out
-
-
-_VOCAB_CHECKED: dict[int, tuple[object, bool]] = {}
-
-
-def _same_vocab(a, b) -> bool:
-    """Compare vocabularies once per vocabulary object (queries reuse the encoder's list)."""
-    hit = _VOCAB_CHECKED.get(id(a))
-    if hit is not None and hit[0] is a:
-        return hit[1]
-    same = len(a) == len(b) and list(a) == list(b)
-    if len(_VOCAB_CHECKED) < 64:
-        _VOCAB_CHECKED[id(a)] = (a, same)  # holding a keeps its id from being reused
-    return same

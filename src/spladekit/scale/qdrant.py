@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataFormatError, InputError, SpladekitError
+from ..index.queries import QueryInput
 from ..sparse import SparseVectors
 
 CONFIG = "qdrant.json"
@@ -113,7 +114,7 @@ def _load_encoder(info: Mapping):
     return enc
 
 
-class QdrantIndex:
+class QdrantIndex(QueryInput):
     """The `Index` API (add / upsert / delete / get / search / filter) backed by a Qdrant collection.
 
     Writes go to Qdrant at once and are acknowledged (``wait=True``), so ``commit()`` and ``refresh()`` have
@@ -263,15 +264,6 @@ class QdrantIndex:
         if self._vocab is None:
             self._vocab = list(self.encoder.vocab)
         return self._vocab
-
-    def _check_vectors(self, v: SparseVectors, what: str) -> None:
-        if not isinstance(v, SparseVectors):
-            raise InputError(f"{what} must be SparseVectors, got {type(v).__name__}")
-        if v.dim != self.dim:
-            raise InputError(
-                f"{what} have dimension {v.dim} but this index's model ({self._config['model'].get('name')}) "
-                f"has {self.dim}: they were encoded by a different model"
-            )
 
     def _call(self, fn, *args, **kwargs):
         """One client call: serialised in embedded mode; transport errors become one-line SpladekitErrors."""
@@ -479,22 +471,6 @@ class QdrantIndex:
             if offset is None:
                 break
 
-    def _query(self, query) -> tuple[np.ndarray, np.ndarray]:
-        if isinstance(query, str):
-            v = self.encoder.encode_queries([query])
-        elif isinstance(query, SparseVectors):
-            self._check_vectors(query, "query vectors")
-            if len(query) != 1:
-                raise InputError(f"a query must be one vector, got {len(query)} (use search_batch for many)")
-            v = query
-        elif isinstance(query, Mapping):
-            v = SparseVectors.from_dicts([query], self.vocab, self.dim)
-        else:
-            raise InputError(
-                f"query must be a string, a 1-row SparseVectors or a {{token: weight}} dict, got {type(query).__name__}"
-            )
-        return v.row(0)
-
     def search(
         self,
         query,
@@ -505,9 +481,7 @@ class QdrantIndex:
         approx: bool | float = False,
     ) -> list:
         """Top-``k`` documents by dot product (Qdrant's exact sparse search), best first; same hits as `Index`."""
-        return self.search_batch(
-            [self._query(query)], k, filter, explain=explain, with_text=with_text, approx=approx
-        )[0]
+        return self._search_rows([self._query(query)], k, filter, explain, with_text, approx)[0]
 
     def search_batch(
         self,
@@ -520,12 +494,16 @@ class QdrantIndex:
         approx: bool | float = False,
     ) -> list[list]:
         """``search`` for many queries in one Qdrant batch request."""
+        return self._search_rows(self._queries(queries), k, filter, explain, with_text, approx)
+
+    def _search_rows(
+        self, qs: list, k, filter, explain: bool, with_text: bool, approx: bool | float
+    ) -> list[list]:
         from qdrant_client import models
 
         from ..index.core import _check_k, approximate_query
 
         k = _check_k(k)
-        qs = self._queries(queries)
         if approx:
             qs = [
                 approximate_query(np.asarray(t), np.asarray(w), 0.8 if approx is True else float(approx))
@@ -552,24 +530,6 @@ class QdrantIndex:
             )
         for (t, w), resp in zip(qs, responses):
             out.append(self._hits(resp.points, t, w, with_text, explain))
-        return out
-
-    def _queries(self, queries) -> list[tuple[np.ndarray, np.ndarray]]:
-        if isinstance(queries, SparseVectors):
-            self._check_vectors(queries, "query vectors")
-            return [queries.row(i) for i in range(len(queries))]
-        if isinstance(queries, str) or not isinstance(queries, Sequence):
-            raise InputError("queries must be a list of strings / dicts, or a SparseVectors")
-        queries = list(queries)
-        out: list = [None] * len(queries)
-        texts = [i for i, q in enumerate(queries) if isinstance(q, str)]
-        if texts:
-            enc = self.encoder.encode_queries([queries[i] for i in texts])
-            for j, i in enumerate(texts):
-                out[i] = enc.row(j)
-        for i, q in enumerate(queries):
-            if out[i] is None:
-                out[i] = q if isinstance(q, tuple) else self._query(q)
         return out
 
     def _hits(self, points, q_terms, q_weights, with_text: bool, explain: bool) -> list:

@@ -1,0 +1,81 @@
+"""Query parsing shared by every index backend: text, 1-row SparseVectors or {token: weight} -> (term ids, weights)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..sparse import SparseVectors
+
+
+class QueryInput:
+    """Mixin for index classes that have ``dim``, ``vocab``, ``model`` and a lazily loaded ``encoder``."""
+
+    def _check_vectors(self, v: SparseVectors, what: str) -> None:
+        """Refuse vectors of another model: a different dimension or vocabulary than this index's."""
+        if not isinstance(v, SparseVectors):
+            raise InputError(f"{what} must be SparseVectors, got {type(v).__name__}")
+        if v.dim != self.dim:
+            raise InputError(
+                f"{what} have dimension {v.dim} but this index's model ({self.model.get('name')}) "
+                f"has {self.dim}: they were encoded by a different model"
+            )
+        mine = self.vocab
+        if v.vocab is not None and v.vocab is not mine and not same_vocab(v.vocab, mine):
+            raise InputError(
+                f"{what} use a different vocabulary than this index's model: encoded by a different model"
+            )
+
+    def _query(self, query) -> tuple[np.ndarray, np.ndarray]:
+        """One query as contiguous (int32 term ids, float32 weights)."""
+        if isinstance(query, str):
+            v = self.encoder.encode_queries([query])
+        elif isinstance(query, SparseVectors):
+            self._check_vectors(query, "query vectors")
+            if len(query) != 1:
+                raise InputError(f"a query must be one vector, got {len(query)} (use search_batch for many)")
+            v = query
+        elif isinstance(query, Mapping):
+            v = SparseVectors.from_dicts([query], self.vocab, self.dim)
+        else:
+            raise InputError(
+                f"query must be a string, a 1-row SparseVectors or a {{token: weight}} dict, got {type(query).__name__}"
+            )
+        t, w = v.row(0)
+        return np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32)
+
+    def _queries(self, queries) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Many queries; the strings among them are encoded in one batch."""
+        if isinstance(queries, SparseVectors):
+            self._check_vectors(queries, "query vectors")
+            rows = [queries.row(i) for i in range(len(queries))]
+        else:
+            if isinstance(queries, str) or not isinstance(queries, Sequence):
+                raise InputError("queries must be a list of strings / dicts, or a SparseVectors")
+            queries = list(queries)
+            rows: list = [None] * len(queries)
+            texts = [i for i, q in enumerate(queries) if isinstance(q, str)]
+            if texts:
+                enc = self.encoder.encode_queries([queries[i] for i in texts])
+                for j, i in enumerate(texts):
+                    rows[i] = enc.row(j)
+            for i, q in enumerate(queries):
+                if rows[i] is None:
+                    rows[i] = self._query(q)
+        return [(np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32)) for t, w in rows]
+
+
+_VOCAB_CHECKED: dict[int, tuple[object, bool]] = {}
+
+
+def same_vocab(a, b) -> bool:
+    """Compare vocabularies once per vocabulary object (queries reuse the encoder's list)."""
+    hit = _VOCAB_CHECKED.get(id(a))
+    if hit is not None and hit[0] is a:
+        return hit[1]
+    same = len(a) == len(b) and list(a) == list(b)
+    if len(_VOCAB_CHECKED) < 64:
+        _VOCAB_CHECKED[id(a)] = (a, same)  # holding a keeps its id from being reused
+    return same
