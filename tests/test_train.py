@@ -182,6 +182,20 @@ def test_config_toml_yaml_and_errors(tmp_path):
         load_config(tmp_path / "bad.toml")
     with pytest.raises(InputError, match="unknown loss"):
         TrainConfig(train_data="x", loss="mse").validate()
+    with pytest.raises(InputError, match="holdout_queries needs eval_data"):
+        TrainConfig(train_data="x", holdout_queries=10).validate()
+    with pytest.raises(InputError, match="teacher_scale must be"):
+        TrainConfig(train_data="x", teacher_scale="fit").validate()
+
+
+def test_shipped_configs_load():
+    """Every config in configs/ parses and validates (a renamed setting must not break the documented runs)."""
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert len(configs) >= 2
+    for path in configs:
+        load_config(path)
+    distill = load_config(path.parent / "scifact-tiny-distill.toml")
+    assert distill.holdout_queries > 0 and distill.teacher_scale == "auto"
 
 
 def test_default_config_is_the_model_card_recipe():

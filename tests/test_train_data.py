@@ -173,3 +173,67 @@ def test_per_epoch_evaluation_curve_and_best(beir, tmp_path, tiny_mlm):
     assert saved["metrics"]["epoch"] == best_epoch
     assert (out / "curve.png").stat().st_size > 1000
     assert json.loads((out / "history.json").read_text()) == res.history
+
+
+def test_holdout_queries_leave_training_and_choose_the_best(beir, tmp_path, tiny_mlm):
+    """holdout_queries moves whole queries out of training; the per-epoch evaluation judges only them."""
+    from spladekit.train import TrainConfig, train
+    from spladekit.train.trainer import split_holdout
+
+    rows_path = tmp_path / "rows.jsonl"
+    mine_negatives(beir, rows_path, model=tiny_mlm, n=2, log=lambda _m: None)
+    score_with_teacher(rows_path, tmp_path / "s.jsonl")
+    rows = read_rows(tmp_path / "s.jsonl")
+    kept, held = split_holdout(rows, 1, seed=42)
+    assert len(held) == 1 and held[0] in QRELS
+    assert all(r.extra["query_id"] != held[0] for r in kept)
+    assert len(kept) == len(rows) - len(QRELS[held[0]])  # every row of the held-out query left
+    with pytest.raises(Exception, match="only 3 queries"):
+        split_holdout(rows, 3, seed=42)
+    log: list[str] = []
+    res = train(
+        TrainConfig(
+            train_data=str(tmp_path / "s.jsonl"),
+            model=str(tiny_mlm),
+            output_dir=str(tmp_path / "run"),
+            epochs=1,
+            batch_size=2,
+            teacher_scale="auto",
+            max_doc_length=32,
+            eval_data=str(beir),
+            eval_split="test",  # absent in this folder: the holdout must not touch it
+            holdout_queries=1,
+        ),
+        show_progress=False,
+        log=log.append,
+    )
+    assert any("held out 1 training queries" in m for m in log)
+    assert [h["eval_queries"] for h in res.history] == [1, 1]
+
+
+def test_teacher_scale_auto_matches_the_student_margin_spread(beir, tmp_path, tiny_mlm):
+    """'auto' scales teacher margins to the initial student's spread; 'lsq' is the least-squares factor."""
+    import numpy as np
+    import torch
+
+    from spladekit.encode import SpladeEncoder
+    from spladekit.train import TrainConfig
+    from spladekit.train.trainer import _Batcher, fit_teacher_scale
+
+    mine_negatives(beir, tmp_path / "rows.jsonl", model=tiny_mlm, n=2, log=lambda _m: None)
+    score_with_teacher(tmp_path / "rows.jsonl", tmp_path / "s.jsonl")
+    rows = read_rows(tmp_path / "s.jsonl")
+    enc = SpladeEncoder.load(tiny_mlm, mode="fp32")
+    enc.model.eval()
+    cfg = TrainConfig(train_data="x", max_doc_length=64)
+    batcher = _Batcher(enc, torch.device("cpu"))
+    auto = fit_teacher_scale(enc, batcher, rows, 2, cfg, None, False, "auto")
+    lsq = fit_teacher_scale(enc, batcher, rows, 2, cfg, None, False, "lsq")
+    q = enc.encode_queries([r.query for r in rows]).to_dense()
+    d = enc.encode_documents([t for r in rows for t in [r.positive, *r.negatives]]).to_dense()
+    s = np.einsum("bv,bkv->bk", q, d.reshape(len(rows), 3, -1))
+    student = (s[:, :1] - s[:, 1:]).ravel()
+    t = np.array([r.scores for r in rows])
+    teacher = (t[:, :1] - t[:, 1:]).ravel()
+    assert auto == pytest.approx(student.std(ddof=1) / teacher.std(ddof=1), rel=1e-4)
+    assert lsq == pytest.approx((student * teacher).sum() / (teacher * teacher).sum(), rel=1e-4)

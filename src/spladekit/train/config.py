@@ -27,7 +27,7 @@ class TrainConfig:
     # loss
     loss: str = "margin_mse"
     teacher_scale: float | str = (
-        1.0  # multiply teacher scores; "auto" = least-squares fit to the initial student
+        1.0  # multiply teacher scores; "auto" = match the initial student's margin spread; "lsq" = least squares
     )
     infonce_weight: float = 1.0  # weight of InfoNCE when loss = "margin_mse+infonce"
     infonce_scale: float = 1.0  # logits = scale · dot product (1.0 suits SPLADE's unnormalised dot products)
@@ -56,6 +56,10 @@ class TrainConfig:
     # evaluation / checkpoints
     eval_data: str | None = None  # BEIR folder; evaluated at each epoch end
     eval_split: str = "test"
+    # hold out this many training queries (all their rows leave training) and evaluate on them instead, judged by
+    # eval_data's qrels of the rows' split: the best checkpoint is then chosen without looking at the test split
+    holdout_queries: int = 0
+    holdout_split: str = "train"
     eval_max_doc_length: int | None = None  # truncate documents for the per-epoch evaluation (speed)
     eval_corpus_sample: int | None = None  # judged docs + this many others (cheap curve); None = full corpus
     eval_at_start: bool = True  # also evaluate the start model (epoch 0 of the curve)
@@ -88,8 +92,14 @@ class TrainConfig:
             raise InputError("config: learning_rate must be positive")
         if not (0 <= self.warmup_ratio < 1) or not (0 < self.regularizer_warmup_ratio <= 1):
             raise InputError("config: warmup_ratio must be in [0, 1) and regularizer_warmup_ratio in (0, 1]")
-        if isinstance(self.teacher_scale, str) and self.teacher_scale != "auto":
-            raise InputError("config: teacher_scale must be a number or 'auto'")
+        if isinstance(self.teacher_scale, str) and self.teacher_scale not in ("auto", "lsq"):
+            raise InputError("config: teacher_scale must be a number, 'auto' or 'lsq'")
+        if not isinstance(self.holdout_queries, int) or self.holdout_queries < 0:
+            raise InputError("config: holdout_queries must be a non-negative integer")
+        if self.holdout_queries and not self.eval_data:
+            raise InputError(
+                "config: holdout_queries needs eval_data (the BEIR folder whose qrels judge them)"
+            )
         if self.num_negatives is not None and self.num_negatives < 1:
             raise InputError("config: num_negatives must be at least 1")
         return self
