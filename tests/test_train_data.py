@@ -131,10 +131,12 @@ def test_cli_mine_teacher_train(beir, tmp_path, tiny_mlm):
         f"train_data: {scored}\nmodel: {tiny_mlm}\noutput_dir: {tmp_path / 'run'}\nepochs: 1\n"
         "batch_size: 2\nteacher_scale: auto\nmax_doc_length: 32\n"
     )
-    r = runner.invoke(app, ["train", "--config", str(cfg), "--quiet"])
+    r = runner.invoke(app, ["train", "--config", str(cfg), "--quiet", "--seed", "7"])
     assert r.exit_code == 0, r.output
     assert "trained 2 steps" in r.output
     assert (tmp_path / "run" / "best" / "modules.json").is_file()
+    saved = json.loads((tmp_path / "run" / "best" / "spladekit_train.json").read_text())
+    assert saved["config"]["seed"] == 7  # the command-line override reached the run
     # a malformed row is one clear error naming file and line
     bad = tmp_path / "bad.jsonl"
     bad.write_text(mined.read_text() + '{"query": "q", "positive": "p", "negatives": []}\n')
@@ -191,24 +193,27 @@ def test_holdout_queries_leave_training_and_choose_the_best(beir, tmp_path, tiny
     with pytest.raises(Exception, match="only 3 queries"):
         split_holdout(rows, 3, seed=42)
     log: list[str] = []
-    res = train(
-        TrainConfig(
-            train_data=str(tmp_path / "s.jsonl"),
-            model=str(tiny_mlm),
-            output_dir=str(tmp_path / "run"),
-            epochs=1,
-            batch_size=2,
-            teacher_scale="auto",
-            max_doc_length=32,
-            eval_data=str(beir),
-            eval_split="test",  # absent in this folder: the holdout must not touch it
-            holdout_queries=1,
-        ),
-        show_progress=False,
-        log=log.append,
+    common = dict(
+        train_data=str(tmp_path / "s.jsonl"),
+        model=str(tiny_mlm),
+        epochs=1,
+        batch_size=2,
+        teacher_scale="auto",
+        max_doc_length=32,
+        eval_data=str(beir),
+        eval_split="test",  # absent in this folder: the holdout must not touch it
+        holdout_queries=1,
     )
+    res = train(TrainConfig(**common, output_dir=str(tmp_path / "run")), show_progress=False, log=log.append)
     assert any("held out 1 training queries" in m for m in log)
     assert [h["eval_queries"] for h in res.history] == [1, 1]
+    assert json.loads((tmp_path / "run" / "holdout_queries.json").read_text()) == held
+    # another training seed draws the same held-out queries (split_seed), so repeat runs are comparable
+    run7 = TrainConfig(**common, output_dir=str(tmp_path / "run7"), seed=7, eval_at_start=False)
+    train(run7, show_progress=False, log=lambda _m: None)
+    assert json.loads((tmp_path / "run7" / "holdout_queries.json").read_text()) == held
+    # the draw does depend on the seed
+    assert len({tuple(split_holdout(rows, 1, seed=s)[1]) for s in range(10)}) > 1
 
 
 def test_teacher_scale_auto_matches_the_student_margin_spread(beir, tmp_path, tiny_mlm):

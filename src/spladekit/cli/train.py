@@ -1,4 +1,4 @@
-"""CLI commands of the training area: ``train``, ``mine``, ``teacher``."""
+"""CLI commands of the training area: ``train``, ``soup``, ``mine``, ``teacher``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``mine`` and ``teacher`` to ``app``."""
+    """Add ``train``, ``soup``, ``mine`` and ``teacher`` to ``app``."""
 
     @app.command("train")
     def train_command(
@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         resume: Path | None = typer.Option(None, "--resume", help="Checkpoint folder to resume from."),
         output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Overrides output_dir."),
         max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+        seed: int | None = typer.Option(None, "--seed", help="Overrides seed (for repeat runs)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train (distil) a SPLADE model as the config says; checkpoints are SparseEncoder folders."""
@@ -28,6 +29,8 @@ def register(app: typer.Typer) -> None:
             overrides["output_dir"] = str(output_dir)
         if max_steps is not None:
             overrides["max_steps"] = max_steps
+        if seed is not None:
+            overrides["seed"] = seed
         cfg = load_config(config, overrides)
         res = train(cfg, show_progress=not quiet, log=lambda m: typer.echo(m, err=True))
         typer.echo(f"trained {res.steps} steps in {res.seconds / 60:.1f} min")
@@ -35,6 +38,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"best checkpoint: {res.best_checkpoint}")
         if res.last_checkpoint:
             typer.echo(f"last checkpoint: {res.last_checkpoint}")
+
+    @app.command("soup")
+    def soup_command(
+        checkpoints: list[Path] = typer.Argument(
+            ..., help="Checkpoint folders fine-tuned from the same model."
+        ),
+        output: Path = typer.Option(..., "--output", "-o", help="Folder to write the averaged model to."),
+        weight: list[float] | None = typer.Option(
+            None, "--weight", "-w", help="One per checkpoint, in order (default: uniform)."
+        ),
+    ) -> None:
+        """Average the weights of several checkpoints (a "model soup"), e.g. runs of one recipe with other seeds."""
+        from ..train import average_checkpoints
+
+        out = average_checkpoints(checkpoints, output, weight or None)
+        typer.echo(f"averaged {len(checkpoints)} checkpoints into {out}")
 
     @app.command("mine")
     def mine_command(

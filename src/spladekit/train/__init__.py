@@ -7,6 +7,7 @@ from .losses import flops, info_nce, margin_mse, regularizer_weight
 from .mine import mine_negatives
 from .pooling import naive_max_pool, splade_max_pool
 from .rows import TrainRow, read_rows, write_rows
+from .soup import average_checkpoints
 from .teacher import score_with_teacher
 from .trainer import TrainResult, train
 
@@ -18,6 +19,7 @@ __all__ = [
     "mine_negatives",
     "score_with_teacher",
     "save_sparse_encoder",
+    "average_checkpoints",
     "TrainRow",
     "read_rows",
     "write_rows",

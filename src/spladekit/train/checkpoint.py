@@ -91,6 +91,11 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
     )
     if extra is not None:
         _write_json(tmp / "spladekit_train.json", extra)
+    return move_into_place(tmp, path)
+
+
+def move_into_place(tmp: Path, path: Path) -> Path:
+    """Rename the finished folder ``tmp`` to ``path``, replacing an older ``path`` only once ``tmp`` is complete."""
     if path.exists():
         old = path.with_name(path.name + ".old")
         if old.exists():

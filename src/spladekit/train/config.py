@@ -60,6 +60,9 @@ class TrainConfig:
     # eval_data's qrels of the rows' split: the best checkpoint is then chosen without looking at the test split
     holdout_queries: int = 0
     holdout_split: str = "train"
+    # seed of the hold-out draw and of eval_corpus_sample, apart from `seed` so that repeat runs with other training
+    # seeds are judged on the same queries and documents (42 = the draws of configs that predate this field)
+    split_seed: int = 42
     eval_max_doc_length: int | None = None  # truncate documents for the per-epoch evaluation (speed)
     eval_corpus_sample: int | None = None  # judged docs + this many others (cheap curve); None = full corpus
     eval_at_start: bool = True  # also evaluate the start model (epoch 0 of the curve)

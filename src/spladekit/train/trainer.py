@@ -222,7 +222,7 @@ def evaluate_checkpoint(
         if cfg.eval_corpus_sample is not None:
             judged = {d for docs in col.qrels.values() for d in docs}
             others = [i for i in ids if i not in judged]
-            rng = random.Random(cfg.seed)
+            rng = random.Random(cfg.split_seed)
             keep = judged | set(rng.sample(others, min(cfg.eval_corpus_sample, len(others))))
             ids = [i for i in ids if i in keep]
         qids = list(col.qrels)
@@ -294,10 +294,12 @@ def train(config: TrainConfig | dict, *, show_progress: bool = True, log=print) 
     rows, n_neg = _prepare_rows(cfg)
     holdout: list[str] | None = None
     if cfg.holdout_queries:
-        rows, holdout = split_holdout(rows, cfg.holdout_queries, cfg.seed)
+        rows, holdout = split_holdout(rows, cfg.holdout_queries, cfg.split_seed)
         log(f"held out {len(holdout)} training queries for evaluation; {len(rows)} rows left for training")
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if holdout:  # which queries judged the run (they are drawn with split_seed, not the training seed)
+        (out_dir / "holdout_queries.json").write_text(json.dumps(holdout) + "\n")
 
     state = load_state(cfg.resume_from) if cfg.resume_from else None
     start_from = cfg.resume_from or cfg.model
