@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from spladekit.encode import SpladeEncoder
 from spladekit.train import load_config
 from spladekit.train.trainer import _prepare_rows, evaluate_checkpoint, split_holdout
@@ -33,10 +31,9 @@ def main() -> None:
     print("| checkpoint | held-out nDCG@10 | MRR@10 | doc / query dims |")
     print("|---|---|---|---|")
     for ckpt in args.checkpoints:
-        enc = SpladeEncoder.load(ckpt, mode="fp32")  # as the trainer evaluates
-        enc.model.eval()
-        with torch.inference_mode():
-            m = evaluate_checkpoint(enc, cfg, cache, held)
+        m = evaluate_checkpoint(
+            SpladeEncoder.load(ckpt, mode="fp32"), cfg, cache, held
+        )  # as the trainer does
         print(
             f"| {ckpt} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | "
             f"{m['doc_active_dims']:.1f} / {m['query_active_dims']:.1f} |",

@@ -15,14 +15,13 @@ import json
 import statistics
 from pathlib import Path
 
-import ir_measures
-from ir_measures import nDCG
+from spladekit.data import read_qrels
+from spladekit.eval import per_query_metrics, read_run
 
 
-def per_query_ndcg(run_file: Path, qrels_file: Path) -> dict[str, float]:
-    qrels = list(ir_measures.read_trec_qrels(str(qrels_file)))
-    run = list(ir_measures.read_trec_run(str(run_file)))
-    return {m.query_id: m.value for m in ir_measures.iter_calc([nDCG @ 10], qrels, run)}
+def per_query_ndcg(eval_dir: Path, qrels: dict) -> dict[str, float]:
+    """nDCG@10 of every evaluated query, computed as `spladekit eval` does (unretrieved queries count 0)."""
+    return per_query_metrics(read_run(eval_dir / "run.splade.trec"), qrels)["ndcg@10"]
 
 
 def main() -> None:
@@ -32,13 +31,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/scifact")
     ap.add_argument("--split", default="test")
     args = ap.parse_args()
-    qrels = Path(args.data) / "qrels" / f"{args.split}.tsv"
-    tmp_qrels = Path("/tmp") / "spladekit_seeds_qrels.txt"
-    # BEIR qrels are "query-id corpus-id score" with a header; TREC qrels need the iteration column
-    lines = qrels.read_text().splitlines()[1:]
-    tmp_qrels.write_text("".join(f"{q} 0 {d} {s}\n" for q, d, s in (ln.split("\t") for ln in lines if ln)))
-
-    base_pq = per_query_ndcg(args.base / "run.splade.trec", tmp_qrels)
+    qrels = read_qrels(Path(args.data) / "qrels" / f"{args.split}.tsv")
+    base_pq = per_query_ndcg(args.base, qrels)
     header = "| run | nDCG@10 | MRR@10 | MAP@100 | doc / query dims | paired gain over base ± SE |"
     print(header)
     print("|" + "---|" * 6)
@@ -46,8 +40,8 @@ def main() -> None:
     for d in [args.base, *args.runs]:
         m = json.loads((d / "metrics.json").read_text())
         met, sp = m["systems"]["splade"]["metrics"], m["sparsity"]
-        pq = per_query_ndcg(d / "run.splade.trec", tmp_qrels)
-        diffs = [pq.get(q, 0.0) - base_pq[q] for q in base_pq]
+        pq = per_query_ndcg(d, qrels)
+        diffs = [pq[q] - base_pq[q] for q in base_pq]
         gain = statistics.fmean(diffs)
         se = statistics.stdev(diffs) / len(diffs) ** 0.5
         row = (

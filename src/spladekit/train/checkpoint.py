@@ -14,6 +14,7 @@ from ..errors import InputError
 TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 POOLING_TYPE = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"
 STATE_FILE = "trainer_state.pt"
+POOLING_DIR = "1_SpladePooling"
 
 
 def _versions() -> dict:
@@ -58,7 +59,7 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
         tmp / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_TYPE},
-            {"idx": 1, "name": "1", "path": "1_SpladePooling", "type": POOLING_TYPE},
+            {"idx": 1, "name": "1", "path": POOLING_DIR, "type": POOLING_TYPE},
         ],
     )
     _write_json(
@@ -80,9 +81,9 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
             "similarity_fn_name": None,
         },
     )
-    (tmp / "1_SpladePooling").mkdir()
+    (tmp / POOLING_DIR).mkdir()
     _write_json(
-        tmp / "1_SpladePooling" / "config.json",
+        tmp / POOLING_DIR / "config.json",
         {
             "pooling_strategy": encoder.spec.pooling_strategy,
             "activation_function": encoder.spec.activation,

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from .checkpoint import move_into_place
+from .checkpoint import POOLING_DIR, move_into_place
 
 WEIGHTS = "model.safetensors"
 # files of a training checkpoint that describe one run, not the average
@@ -33,7 +33,7 @@ def _config(folder: Path) -> dict:
 
 
 def _pooling(folder: Path) -> dict | None:
-    f = folder / "1_SpladePooling" / "config.json"
+    f = folder / POOLING_DIR / "config.json"
     return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
 
 
@@ -73,7 +73,7 @@ def average_checkpoints(
                 f"soup: {f}/config.json differs from {folders[0]}/config.json (different models)"
             )
         if _pooling(f) != pool0:
-            raise InputError(f"soup: {f} pools differently from {folders[0]} (1_SpladePooling/config.json)")
+            raise InputError(f"soup: {f} pools differently from {folders[0]} ({POOLING_DIR}/config.json)")
 
     acc: dict[str, torch.Tensor] = {}
     first = load_file(str(folders[0] / WEIGHTS))

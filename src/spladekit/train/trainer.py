@@ -142,19 +142,22 @@ def _scheduler(cfg: TrainConfig, optimizer, total_steps: int):
     return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
+SCALE_ROWS = 96  # rows whose margins fit teacher_scale ("auto" / "lsq")
+
+
 @torch.no_grad()
 def fit_teacher_scale(
     enc, batcher, rows: list[TrainRow], n_neg: int, cfg: TrainConfig, amp, screen, method: str = "auto"
 ) -> float:
     """Factor that puts teacher margins (e.g. cosine differences ~0.1) on the student's dot-product scale (~10).
 
-    ``auto`` matches the spread: s = std(student margins) / std(teacher margins) on the first 96 rows.
+    ``auto`` matches the spread: s = std(student margins) / std(teacher margins) on the first SCALE_ROWS rows.
     ``lsq`` is the least-squares fit min Σ(student − s·teacher)²; it shrinks by the student-teacher correlation
     (regression dilution: s = corr · σ_student / σ_teacher), so with a teacher that only partly agrees (r ≈ 0.5 on
     SciFact) margin-MSE then mostly asks the student to compress all its scores, which it does by dropping
     active terms, not by re-ranking (bench/train_scifact.md).
     """
-    sample = rows[: min(len(rows), 96)]
+    sample = rows[:SCALE_ROWS]
     q = encode_for_training(
         enc, batcher, [r.query for r in sample], "query", cfg.max_query_length, 64, amp, screen
     )
@@ -234,14 +237,18 @@ def evaluate_checkpoint(
             queries=[col.queries[q].text for q in qids],
         )
     col, ids, qids = cache["col"], cache["ids"], cache["qids"]
-    old = enc.spec.max_length
-    if cfg.eval_max_doc_length:
-        enc.spec.max_length = cfg.eval_max_doc_length
+    old, was_training = enc.spec.max_length, enc.model.training
+    enc.model.eval()  # evaluation is never with dropout, whoever calls it
     try:
-        dv = enc.encode_documents(cache["docs"], batch_size=32)
+        with torch.inference_mode():
+            if cfg.eval_max_doc_length:
+                enc.spec.max_length = cfg.eval_max_doc_length
+            dv = enc.encode_documents(cache["docs"], batch_size=32)
+            enc.spec.max_length = old
+            qv = enc.encode_queries(cache["queries"], batch_size=32)
     finally:
         enc.spec.max_length = old
-    qv = enc.encode_queries(cache["queries"], batch_size=32)
+        enc.model.train(was_training)
     ranked = exact_search(qv, dv, ids, k=100)
     run = dict(zip(qids, ranked))
     m = {k: float(v) for k, v in compute_metrics(run, col.qrels).items()}
@@ -344,17 +351,17 @@ def train(config: TrainConfig | dict, *, show_progress: bool = True, log=print) 
         enc.model.eval()
         method = teacher_scale
         teacher_scale = fit_teacher_scale(enc, batcher, rows, n_neg, cfg, amp, screen, method)
-        log(f"teacher_scale ({method}, fitted on the first {min(len(rows), 96)} rows): {teacher_scale:.3f}")
+        log(
+            f"teacher_scale ({method}, fitted on the first {min(len(rows), SCALE_ROWS)} rows): {teacher_scale:.3f}"
+        )
     teacher_scale = float(teacher_scale) if cfg.loss != "infonce" else 1.0
 
     eval_cache: dict = {}
     eval_seconds = [0.0]  # evaluation time, excluded from the max_minutes training budget
 
     def run_eval(epoch: int) -> dict:
-        enc.model.eval()
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            m = evaluate_checkpoint(enc, cfg, eval_cache, holdout)
+        m = evaluate_checkpoint(enc, cfg, eval_cache, holdout)
         took = time.perf_counter() - t0
         eval_seconds[0] += took
         m.update(epoch=epoch, step=step, eval_seconds=round(took, 1))
