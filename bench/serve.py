@@ -72,6 +72,7 @@ def start_server(index: Path, port: int, threads: int | None) -> subprocess.Pope
         "-c",
         "from spladekit.cli import main; main()",
         "serve",
+        "-i",
         str(index),
         "--port",
         str(port),

@@ -14,7 +14,8 @@ import argparse
 
 from spladekit.encode import SpladeEncoder
 from spladekit.train import load_config
-from spladekit.train.trainer import _prepare_rows, evaluate_checkpoint, split_holdout
+from spladekit.train.holdout import evaluate_checkpoint, split_holdout
+from spladekit.train.rows import prepare_rows
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     cfg = load_config(args.config)
     if not cfg.holdout_queries:
         raise SystemExit(f"{args.config}: sets no holdout_queries")
-    rows, _ = _prepare_rows(cfg)
+    rows, _ = prepare_rows(cfg)
     _, held = split_holdout(rows, cfg.holdout_queries, cfg.split_seed)
     cache: dict = {}
     print("| checkpoint | held-out nDCG@10 | MRR@10 | doc / query dims |")

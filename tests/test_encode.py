@@ -13,6 +13,9 @@ import torch
 from spladekit import InputError, ModelLoadError, SparseVectors, SpladeEncoder
 from spladekit.encode import pooling
 
+# float results against a reference: CI runs these again on torch's AVX2 kernels
+pytestmark = pytest.mark.numerics
+
 UNICODE_TEXTS = [
     "Café naïve résumé — coöperate façade",
     "東京は日本の首都です。",
@@ -78,6 +81,7 @@ def parity_texts(shared_data):
     return texts, queries[:20], ref_docs, ref_queries
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exact", "fp32"])
 def test_parity_with_sentence_transformers_on_bundled_model(encoder, parity_texts, mode):
     """≥ 200 texts: short queries, long documents (past 512 tokens), unicode, empty — same terms, |Δ| ≤ 1e-4."""

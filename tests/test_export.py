@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from spladekit.cli import app
 from spladekit.errors import DataFormatError, InputError
 from spladekit.index import Index
+from spladekit.index.qdrant import QdrantIndex
+from spladekit.index.qdrant_convert import point_id
 from spladekit.scale.export import export_jsonl, export_opensearch, export_qdrant, opensearch_query
-from spladekit.scale.qdrant import QdrantIndex, point_id
 from spladekit.scale.shards import iter_shard_batches, read_shards, write_shard, write_shards
 from spladekit.sparse import SparseVectors
 

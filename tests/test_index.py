@@ -342,7 +342,8 @@ def _dense_corpus(rng, dim: int) -> SparseVectors:
 
 def test_gap_containers_roundtrip_and_size():
     """Byte-gap lists decode to the offsets they were built from, and are never larger than uint16 arrays."""
-    from spladekit.index import _kernels as K
+    from spladekit.index.local import codec as K
+    from spladekit.index.local import kernels
 
     rng = np.random.default_rng(3)
     cases = [
@@ -366,22 +367,25 @@ def test_gap_containers_roundtrip_and_size():
         tp2 = np.stack([term_ptr, doc_ptr])
         w = np.arange(1, cnt + 1, dtype=np.float32)
         for j in list(range(min(cnt, 70))) + list(range(max(0, cnt - 70), cnt)):
-            got = K.doc_weights(
+            got = kernels.doc_weights(
                 np.array([0], np.int32), tp2, win_ptr, docs16, w, np.ones(1, np.float32), offs[j]
             )
             assert got[0] == w[j]
         absent = np.setdiff1d(np.arange(K.WINDOW), offs)[:50]
         for x in absent:
             assert (
-                K.doc_weights(np.array([0], np.int32), tp2, win_ptr, docs16, w, np.ones(1, np.float32), x)[0]
+                kernels.doc_weights(
+                    np.array([0], np.int32), tp2, win_ptr, docs16, w, np.ones(1, np.float32), x
+                )[0]
                 == 0
             )
 
 
+@pytest.mark.slow
 def test_exact_with_dense_terms(encoder, tmp_path, rng):
     """Frequent terms (byte-gap lists with escapes and skips) across windows: exact search, explain, vectors,
     deletes and merges; the segment's term_ptr is uint32 and an int64 one (huge segments) reads the same."""
-    from spladekit.index.segment import Segment
+    from spladekit.index.local.segment import Segment
 
     dim = encoder.vocab_size
     docs = _dense_corpus(rng, dim)

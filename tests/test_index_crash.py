@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from spladekit.index import Index
 from spladekit.sparse import SparseVectors
@@ -112,6 +113,7 @@ def _kill_loop(path: Path, dim: int, kills: int, seed: int) -> int:
     return reported
 
 
+@pytest.mark.slow
 def test_sigkill_during_add_and_commit_50_times(encoder, tmp_path):
     """Two folders, 25 kills each, in parallel (the machine has two cores): 50 kills in total."""
     from concurrent.futures import ThreadPoolExecutor

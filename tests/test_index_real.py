@@ -13,6 +13,8 @@ from spladekit.cli import app
 from spladekit.data import read_records
 from spladekit.index import Index
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def scifact(shared_data, encoder):
@@ -74,13 +76,13 @@ def test_cli_index_search_info_and_reindex(tmp_path, shared_data):
     r = runner.invoke(app, ["index", str(src), "--index", str(ix)])
     assert r.exit_code == 0, r.output
     assert "3 added" in r.output
-    r = runner.invoke(app, ["search", str(ix), "tomato soup recipe", "-k", "2", "--json", "--explain"])
+    r = runner.invoke(app, ["search", "tomato soup recipe", "-i", str(ix), "-k", "2", "--json", "--explain"])
     hits = json.loads(r.output)
     assert hits[0]["id"] == "notes/soup.md" and hits[0]["metadata"]["type"] == "md"
     assert sum(e["product"] for e in hits[0]["explanation"]) == pytest.approx(hits[0]["score"], rel=1e-4)
-    r = runner.invoke(app, ["search", str(ix), "tomato soup recipe", "--filter", "type=txt", "--json"])
+    r = runner.invoke(app, ["search", "tomato soup recipe", "-i", str(ix), "--filter", "type=txt", "--json"])
     assert all(h["metadata"]["type"] == "txt" for h in json.loads(r.output))
-    r = runner.invoke(app, ["search", str(ix), "cat", "-k", "3"])
+    r = runner.invoke(app, ["search", "cat", "-i", str(ix), "-k", "3"])
     assert r.exit_code == 0 and "cat.txt" in r.output
     # re-running updates changed documents and adds new ones; unchanged ones are not re-encoded
     (src / "markets.txt").write_text("Stock markets rose on Tuesday.")
@@ -89,7 +91,7 @@ def test_cli_index_search_info_and_reindex(tmp_path, shared_data):
     assert "1 added, 1 updated, 2 unchanged" in r.output, r.output
     idx = Index.open(ix)
     assert len(idx) == 4 and idx.get("markets.txt")["text"] == "Stock markets rose on Tuesday."
-    r = runner.invoke(app, ["info", str(ix), "--json"])
+    r = runner.invoke(app, ["info", "-i", str(ix), "--json"])
     info = json.loads(r.output)
     assert info["documents"] == 4 and info["model"]["name"] and info["postings"] > 0
     # a JSONL source
@@ -101,7 +103,7 @@ def test_cli_index_search_info_and_reindex(tmp_path, shared_data):
     jl.write_text("\n".join(lines))
     r = runner.invoke(app, ["index", str(jl), "--index", str(tmp_path / "j")])
     assert "2 added" in r.output
-    r = runner.invoke(app, ["search", str(tmp_path / "j"), "gamma", "--filter", "n=1", "--json"])
+    r = runner.invoke(app, ["search", "gamma", "-i", str(tmp_path / "j"), "--filter", "n=1", "--json"])
     assert [h["id"] for h in json.loads(r.output)] == ["j1"]
 
 
@@ -109,7 +111,7 @@ def test_cli_errors_are_one_line(tmp_path):
     from spladekit.errors import SpladekitError
 
     runner = CliRunner()
-    r = runner.invoke(app, ["search", str(tmp_path / "missing"), "q"])
+    r = runner.invoke(app, ["search", "q", "-i", str(tmp_path / "missing")])
     assert isinstance(r.exception, SpladekitError) and "no index here" in str(r.exception)
     r = runner.invoke(app, ["index", str(tmp_path / "nothing"), "--index", str(tmp_path / "x")])
     assert isinstance(r.exception, SpladekitError) and "no such file" in str(r.exception)

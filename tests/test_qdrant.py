@@ -10,7 +10,9 @@ from qdrant_client import QdrantClient
 
 from spladekit.errors import InputError
 from spladekit.index import Index
-from spladekit.scale.qdrant import QdrantIndex, _sparse, point_id
+from spladekit.index.qdrant import QdrantIndex
+from spladekit.index.qdrant_convert import point_id
+from spladekit.index.qdrant_convert import qdrant_sparse as _sparse
 from spladekit.sparse import SparseVectors
 
 N_DOCS = 400
@@ -97,7 +99,10 @@ def test_text_explain_get_and_errors(pair, encoder):
     b = q.search(qv, k=3, explain=True, with_text=True)
     same_hits(a, b)
     assert b[0].text == local.get(b[0].id)["text"] and b[0].metadata == local.get(b[0].id)["metadata"]
-    assert b[0].explanation == pytest.approx(local.search(qv, k=1, explain=True)[0].explanation)
+    want = local.search(qv, k=1, explain=True)[0].explanation
+    assert [t[0] for t in b[0].explanation] == [t[0] for t in want]
+    for got_row, want_row in zip(b[0].explanation, want):
+        assert list(got_row[1:]) == pytest.approx(list(want_row[1:]), rel=1e-5, abs=1e-6)
     assert sum(t[3] for t in b[0].explanation) == pytest.approx(b[0].score, rel=1e-5)
     # a text query is encoded with the index's model, as in the embedded index
     same_hits(local.search("document retrieval", k=5), q.search("document retrieval", k=5))
@@ -201,12 +206,12 @@ def test_cli_index_search_info_with_qdrant_backend(tmp_path):
     r = runner.invoke(app, ["index", str(src), "--index", str(ix), "--backend", "qdrant"])
     assert r.exit_code == 0, r.output
     assert "2 added" in r.output
-    r = runner.invoke(app, ["search", str(ix), "how do I reset my password", "-k", "1", "--json"])
+    r = runner.invoke(app, ["search", "how do I reset my password", "-i", str(ix), "-k", "1", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)[0]["id"] == "a.txt"
     r = runner.invoke(app, ["index", str(src), "--index", str(ix)])
     assert r.exit_code == 0 and "2 unchanged" in r.output, r.output
-    r = runner.invoke(app, ["info", str(ix)])
+    r = runner.invoke(app, ["info", "-i", str(ix)])
     assert r.exit_code == 0 and "qdrant" in r.output, r.output
     r = runner.invoke(
         app, ["index", str(src), "--index", str(tmp_path / "x"), "--url", "http://localhost:6333"]

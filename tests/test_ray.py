@@ -15,6 +15,8 @@ from spladekit.scale.ray_encode import encode_with_ray, plan_shards, read_slice
 from spladekit.scale.shards import iter_shard_batches, read_manifest, read_shards
 from spladekit.sparse import SparseVectors
 
+pytestmark = pytest.mark.slow
+
 TOPICS = ["cancer", "protein", "vitamin", "insulin", "bacteria", "smoking", "exercise"]
 
 

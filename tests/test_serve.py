@@ -190,6 +190,10 @@ def test_limits_name_the_limit(live_index):
     assert r.status_code == 422 and "max_text_chars=50" in r.json()["detail"]
     r = c.post("/search", json={"query": "cancer", "k": 6})
     assert r.status_code == 422 and "max_k=5" in r.json()["detail"]
+    for path, body in (("/search", {"query": "cancer"}), ("/search/batch", {"queries": [{"query": "a"}]})):
+        r = c.post(path, json={**body, "k": 0})
+        assert r.status_code == 422 and "at least 1" in r.json()["detail"]
+    assert c.post("/search", json={"query": "cancer"}).status_code == 200  # the default k shrinks to max_k
     r = c.post("/search/batch", json={"queries": [{"query": "a"}] * 3})
     assert r.status_code == 422 and "max_batch=2" in r.json()["detail"]
     docs = [{"id": f"x{i}", "text": "t"} for i in range(3)]
@@ -274,6 +278,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_uvicorn_process(index_dir, tmp_path):
     """``spladekit serve`` in its own process on 127.0.0.1: health, search, guarded write, clean shutdown."""
     import shutil
@@ -287,6 +292,7 @@ def test_real_uvicorn_process(index_dir, tmp_path):
         "-c",
         "from spladekit.cli import main; main()",
         "serve",
+        "-i",
         str(dst),
         "--port",
         str(port),
@@ -345,7 +351,7 @@ def test_query_batcher_groups_concurrent_queries(encoder):
     """Concurrent text queries are encoded together, and each gets its own vector back."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from spladekit.serve.app import QueryBatcher
+    from spladekit.serve.batching import QueryBatcher
 
     texts = [
         f"{w} in human cells" for w in ("insulin", "tumor", "vitamin", "protein", "bacteria", "smoking")

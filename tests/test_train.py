@@ -59,6 +59,7 @@ def _st_vectors(path: Path, texts: list[str]) -> np.ndarray:
 TEXTS = ["protein folding in the cell", "insulin lowers blood glucose", "a vaccine trial in mice"]
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_checkpoint_loads_in_sentence_transformers(tiny_mlm, tmp_path):
     from spladekit import SpladeEncoder
 
@@ -107,6 +108,7 @@ def test_save_sparse_encoder_roundtrip_bundled(encoder, tmp_path):
     np.testing.assert_allclose(ours, _st_vectors(path, TEXTS), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_where_it_stopped(tiny_mlm, tmp_path):
     data = _write_jsonl(tmp_path / "rows.jsonl", _rows(16, seed=1))
     base = dict(
@@ -203,3 +205,18 @@ def test_default_config_is_the_model_card_recipe():
     assert (cfg.batch_size, cfg.learning_rate, cfg.epochs, cfg.scheduler) == (48, 8e-5, 6, "cosine")
     assert (cfg.warmup_ratio, cfg.seed, cfg.loss) == (0.025, 42, "margin_mse")
     assert (cfg.query_regularizer_weight, cfg.document_regularizer_weight) == (0.5, 0.3)
+
+
+def test_trainer_keeps_the_names_it_had_before_the_split():
+    """Code written against ``spladekit.train.trainer`` before it was split into modules still imports."""
+    from spladekit.train import batching, holdout, rows, teacher_scale, trainer
+
+    assert (
+        trainer._Batcher is batching._Batcher and trainer.encode_for_training is batching.encode_for_training
+    )
+    assert trainer.autocast_dtype is batching.autocast_dtype
+    assert trainer.fit_teacher_scale is teacher_scale.fit_teacher_scale
+    assert trainer.SCALE_ROWS == teacher_scale.SCALE_ROWS
+    assert trainer.split_holdout is holdout.split_holdout
+    assert trainer.evaluate_checkpoint is holdout.evaluate_checkpoint
+    assert trainer._prepare_rows is rows.prepare_rows

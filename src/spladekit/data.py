@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import DataFormatError, InputError
 
@@ -26,40 +27,76 @@ class Record:
         return (self.title + " " + self.text).strip() if self.title else self.text.strip()
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a malformed line raises DataFormatError."""
+OnError = Callable[[DataFormatError], None]
+
+
+def parse_json_line(line: str | bytes, path: str, lineno: int | None) -> dict:
+    """One JSONL line as a JSON object, or a DataFormatError naming the file and line."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFormatError(path, lineno, f"invalid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(path, lineno, "expected a JSON object")
+    return obj
+
+
+def iter_jsonl(path: str | Path, on_error: OnError | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line. A malformed line raises DataFormatError, or, with
+    ``on_error``, is passed to it and skipped."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with path.open("r", encoding="utf-8") as f:
+    with path.open("rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(str(path), lineno, f"invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(str(path), lineno, "expected a JSON object")
-            yield lineno, obj
+                yield lineno, parse_json_line(line, str(path), lineno)
+            except DataFormatError as e:
+                if on_error is None:
+                    raise
+                on_error(e)
 
 
-def read_records(path: str | Path, *, kind: str = "document") -> Iterator[Record]:
-    """Read a JSONL file of records with ``_id`` or ``id``, ``text`` and optional ``title`` / ``metadata``."""
-    for lineno, obj in iter_jsonl(path):
-        rid = obj.get("_id", obj.get("id"))
-        if rid is None:
-            raise DataFormatError(str(path), lineno, f"{kind} has no '_id' or 'id' field")
-        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-            raise DataFormatError(str(path), lineno, f"{kind} id must be a string or integer")
-        text = obj.get("text", "")
-        title = obj.get("title", "") or ""
-        if not isinstance(text, str) or not isinstance(title, str):
-            raise DataFormatError(str(path), lineno, f"{kind} 'text' and 'title' must be strings")
-        meta = obj.get("metadata")
-        if meta is not None and not isinstance(meta, dict):
-            raise DataFormatError(str(path), lineno, "'metadata' must be a JSON object")
-        yield Record(str(rid), text, title, meta)
+def parse_record(obj: Any, path: str, lineno: int | None, kind: str = "document") -> Record:
+    """One record from a JSON object (JSONL line or parquet row): ``_id`` or ``id``, ``text``, optional
+    ``title`` and ``metadata`` (an object, or a string holding one). The only place these rules live."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(path, lineno, "expected a JSON object")
+    rid = obj.get("_id", obj.get("id"))
+    if rid is None:
+        raise DataFormatError(path, lineno, f"{kind} has no '_id' or 'id' field")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
+        raise DataFormatError(path, lineno, f"{kind} id must be a non-empty string or an integer")
+    rid = str(rid)
+    text = obj.get("text", "") or ""
+    title = obj.get("title", "") or ""
+    if not isinstance(text, str) or not isinstance(title, str):
+        raise DataFormatError(path, lineno, f"{kind} 'text' and 'title' must be strings", rid)
+    meta = obj.get("metadata")
+    if isinstance(meta, str) and meta:
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            raise DataFormatError(path, lineno, "'metadata' must be a JSON object", rid) from None
+    if meta is not None and not isinstance(meta, dict):
+        raise DataFormatError(path, lineno, "'metadata' must be a JSON object", rid)
+    return Record(rid, text, title, meta)
+
+
+def read_records(
+    path: str | Path, *, kind: str = "document", on_error: OnError | None = None
+) -> Iterator[Record]:
+    """Read a JSONL file of records (see ``parse_record``). A malformed line raises DataFormatError, or, with
+    ``on_error``, is reported to it and skipped."""
+    for lineno, obj in iter_jsonl(path, on_error):
+        try:
+            yield parse_record(obj, str(path), lineno, kind)
+        except DataFormatError as e:
+            if on_error is None:
+                raise
+            on_error(e)
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:

@@ -104,6 +104,38 @@ class SparseVectors:
         return cls(m.indptr, m.indices, m.data, m.shape[1], vocab)
 
     @classmethod
+    def coerce(cls, obj, what: str = "vectors") -> SparseVectors:
+        """``obj`` as SparseVectors: SparseVectors as is, any scipy sparse matrix or array, or a torch sparse
+        tensor (COO or CSR, 2-D); anything else is an InputError naming ``what``. Callers holding scipy or torch
+        vectors need not know this class."""
+        if isinstance(obj, cls):
+            return obj
+        if hasattr(obj, "tocsr") and hasattr(obj, "shape") and len(getattr(obj, "shape", ())) == 2:
+            return cls.from_scipy(obj)
+        layout = str(getattr(obj, "layout", ""))
+        if layout in ("torch.sparse_coo", "torch.sparse_csr"):
+            if obj.dim() != 2:
+                raise InputError(
+                    f"{what}: a torch sparse tensor must be 2-D (rows x vocabulary), got {obj.dim()}-D"
+                )
+            import scipy.sparse as sp
+
+            t = obj.detach().cpu()
+            if layout == "torch.sparse_coo":
+                t = t.coalesce()
+                rows, cols = t.indices().numpy()
+                m = sp.coo_matrix((t.values().float().numpy(), (rows, cols)), shape=tuple(t.shape))
+            else:
+                m = sp.csr_matrix(
+                    (t.values().float().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()),
+                    shape=tuple(t.shape),
+                )
+            return cls.from_scipy(m)
+        raise InputError(
+            f"{what} must be SparseVectors, a scipy sparse matrix or a torch sparse tensor, got {type(obj).__name__}"
+        )
+
+    @classmethod
     def from_dense(cls, dense: np.ndarray, vocab: Sequence[str] | None = None) -> SparseVectors:
         dense = np.atleast_2d(np.asarray(dense, dtype=np.float32))
         rows, cols = np.nonzero(dense)

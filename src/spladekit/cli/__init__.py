@@ -18,11 +18,12 @@ app = typer.Typer(
 
 from . import encode as _encode  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
+from . import export as _export  # noqa: E402
 from . import index as _index  # noqa: E402
 from . import serve as _serve  # noqa: E402
 from . import train as _train  # noqa: E402
 
-for _mod in (_encode, _index, _evaluate, _train, _serve):
+for _mod in (_encode, _index, _evaluate, _train, _serve, _export):
     _mod.register(app)
 
 

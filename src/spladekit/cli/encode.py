@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
+from .options import EXIT_SKIPPED, batch_size_option, json_option, k_option, model_option, output_option
 
 
 def register(app: typer.Typer) -> None:
@@ -20,26 +21,28 @@ def inspect_cmd(
     query: bool = typer.Option(
         False, "--query", help="Encode as a query (query prompt) instead of a document."
     ),
-    top_k: int = typer.Option(20, "--top-k", "-k", help="Number of terms to show."),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    k: int = k_option(20, "Number of terms to show."),
+    model: str = model_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Show the top SPLADE terms and weights of a text."""
+    from ..encode.choose import light_or_full
+
+    enc = light_or_full(model)
+    vec = enc.encode([text], kind="query" if query else "document")
+    terms = vec.decode(k)[0]
+    active = int(vec.active_dims()[0])
+    if as_json:
+        typer.echo(json.dumps({"text": text, "active_dims": active, "terms": dict(terms)}))
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from ..encode import SpladeEncoder
-
-    enc = SpladeEncoder.load(model)
-    vec = enc.encode([text], kind="query" if query else "document")
-    terms = vec.decode(top_k)[0]
-    if as_json:
-        typer.echo(json.dumps({"text": text, "active_dims": int(vec.active_dims()[0]), "terms": dict(terms)}))
-        return
+    truncated = enc.last_report.truncated
     table = Table(
-        title=f"{'query' if query else 'document'}: {int(vec.active_dims()[0])} active terms ({enc.name})"
+        title=f"{'query' if query else 'document'}: {active} active terms ({enc.name})",
+        caption=(f"truncated at {enc.max_length} tokens; " if truncated else "")
+        + f"encoder: {type(enc).__name__}",
     )
     table.add_column("term")
     table.add_column("weight", justify="right")
@@ -50,62 +53,91 @@ def inspect_cmd(
 
 def encode_cmd(
     input: Path = typer.Argument(
-        ..., help="JSONL with _id/id and text (BEIR title+text too), or a BEIR folder."
+        ...,
+        help="JSONL with _id/id and text (BEIR title+text too), a BEIR folder, or a folder of .txt/.md files.",
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Output JSONL: {_id, vector: {token: weight}}."),
+    output: Path = output_option(
+        "Output JSONL: {_id, vector: {token: weight}} (a folder of parquet shards with --ray)."
+    ),
     query: bool = typer.Option(False, "--query", help="Encode as queries."),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."
-    ),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
+    model: str = model_option(),
+    batch_size: int = batch_size_option(),
     mode: str = typer.Option("exact", "--mode", help="exact | fp32 | fast"),
     max_active_dims: int = typer.Option(
         None, "--max-active-dims", help="Keep only the top-k terms of each vector."
     ),
-    threads: int = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
-    chunk: int = typer.Option(2048, "--chunk", help="Texts per write (bounds memory)."),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        help="Torch threads (default: all cores; with --ray: per worker, default 1).",
+        min=1,
+    ),
+    chunk: int = typer.Option(
+        None,
+        "--chunk",
+        help="Texts per write, bounding memory (default 2048; with --ray: per shard, 10000).",
+        min=1,
+    ),
     use_ray: bool = typer.Option(
         False, "--ray", help="Encode with Ray Data (distributed); writes parquet shards."
     ),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local cluster)."),
 ) -> None:
-    """Encode a corpus into Anserini JsonVectorCollection JSONL (or parquet shards with --ray)."""
-    from ..data import read_records
-    from ..encode import SpladeEncoder
+    """Encode a corpus into Anserini JsonVectorCollection JSONL (or parquet shards with --ray). Unreadable files
+    and malformed records are skipped and listed; the exit code is 3 when any were."""
+    from ..sources import iter_source_records, source_kind
 
+    kind = "query" if query else "document"
     if use_ray:
         from ..scale.ray_encode import encode_with_ray
+        from ..scale.slices import DEFAULT_SHARD_SIZE
 
         encode_with_ray(
-            input, output, model=model, query=query, batch_size=batch_size, mode=mode, address=address
+            input,
+            output,
+            model=model,
+            query=query,
+            batch_size=batch_size,
+            mode=mode,
+            max_active_dims=max_active_dims,
+            address=address,
+            cpus_per_worker=threads or 1,
+            shard_size=chunk or DEFAULT_SHARD_SIZE,
         )
         return
-    src = input / "corpus.jsonl" if input.is_dir() else input
-    if not src.is_file():
-        raise InputError(f"{input}: no such file (expected a JSONL file or a BEIR folder)")
-    enc = SpladeEncoder.load(model, mode=mode, threads=threads)
-    records = list(read_records(src, kind="query" if query else "document"))
+    if address is not None:
+        raise InputError("--address needs --ray")
+    if source_kind(input) == "shards":
+        raise InputError(f"{input}: parquet shards hold vectors already; index or export them instead")
+    skipped = []
+    records = list(iter_source_records(input, kind=kind, on_error=skipped.append))
     if not records:
-        raise InputError(f"{src}: no records to encode")
+        raise InputError(
+            f"{input}: no records to encode" + (f" ({len(skipped)} unreadable)" if skipped else "")
+        )
     from tqdm.auto import tqdm
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
+    from ..encode import SpladeEncoder
+    from ..io import atomic_writer
+
+    enc = SpladeEncoder.load(model, mode=mode, threads=threads)
     truncated = 0
-    with tmp.open("w", encoding="utf-8") as f, tqdm(total=len(records), desc="encoding", unit="text") as bar:
-        for s in range(0, len(records), chunk):
-            part = records[s : s + chunk]
+    with atomic_writer(output) as f, tqdm(total=len(records), desc="encoding", unit="text") as bar:
+        step = chunk or 2048
+        for s in range(0, len(records), step):
+            part = records[s : s + step]
             vecs = enc.encode(
-                [r.full_text for r in part],
-                kind="query" if query else "document",
-                batch_size=batch_size,
-                max_active_dims=max_active_dims,
+                [r.full_text for r in part], kind=kind, batch_size=batch_size, max_active_dims=max_active_dims
             )
             truncated += enc.last_report.truncated
             for r, d in zip(part, vecs.to_dicts()):
                 f.write(json.dumps({"_id": r.id, "vector": d}, ensure_ascii=False) + "\n")
             bar.update(len(part))
-    tmp.replace(output)
     typer.echo(
         f"wrote {len(records)} vectors to {output} ({truncated} texts truncated at {enc.max_length} tokens)"
     )
+    if skipped:
+        typer.secho(f"skipped {len(skipped)} item(s):", fg=typer.colors.YELLOW, err=True)
+        for e in skipped:
+            typer.echo(f"  {e}", err=True)
+        raise typer.Exit(EXIT_SKIPPED)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .options import batch_size_option, index_option, json_option, k_option, model_option, output_option
+
 
 def register(app: typer.Typer) -> None:
     """Add ``eval`` to ``app``."""
@@ -15,32 +17,26 @@ def register(app: typer.Typer) -> None:
 def eval_command(
     data_dir: Path = typer.Argument(..., help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv"),
     split: str = typer.Option("test", "--split", help="qrels split to evaluate"),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="model folder or name (default: bundled splade-tiny)"
+    model: str | None = model_option(),
+    index: Path | None = index_option(
+        "Index folder: reused if it holds this corpus, built there otherwise (default: temporary).",
+        required=False,
     ),
-    index: Path | None = typer.Option(
-        None,
-        "--index",
-        help="index folder: reused if it holds this corpus, built there otherwise (default: temporary)",
-    ),
-    output: Path | None = typer.Option(
-        None,
-        "--output",
-        "-o",
-        help="folder for run files, metrics.json, report.md, plots (default: eval-DATASET-SPLIT)",
+    output: Path | None = output_option(
+        "Folder for run files, metrics.json, report.md, plots (default: eval-DATASET-SPLIT).", required=False
     ),
     relevance_threshold: int = typer.Option(
         1,
         "--relevance-threshold",
         help="binary metrics count rel >= this (TREC DL convention: 2); nDCG always uses the graded values",
     ),
-    k: int = typer.Option(1000, "--k", help="retrieval depth per query"),
+    k: int = k_option(1000, "Results per query (retrieval depth)."),
     bm25: bool = typer.Option(True, "--bm25/--no-bm25", help="add the BM25 baseline and the RRF fusion rows"),
     exact: bool = typer.Option(
         False, "--exact", help="brute-force exact search instead of the index (reference)"
     ),
-    batch_size: int = typer.Option(32, "--batch-size", help="documents per encoding batch"),
-    as_json: bool = typer.Option(False, "--json", help="print metrics.json to stdout instead of the summary"),
+    batch_size: int = batch_size_option(),
+    as_json: bool = json_option("Print metrics.json to stdout instead of the summary."),
 ) -> None:
     """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report."""
     from ..eval import evaluate

@@ -1,14 +1,24 @@
-"""``spladekit index``, ``spladekit search`` and ``spladekit info``: build, query and describe an index folder."""
+"""``spladekit index``, ``search``, ``info`` and ``delete``: build, sync, query and describe an index folder."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import typer
 
 from ..errors import InputError
+from .options import (
+    EXIT_SKIPPED,
+    batch_size_option,
+    filter_option,
+    index_option,
+    json_option,
+    k_option,
+    model_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +26,11 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index_cmd)
     app.command("search")(search_cmd)
     app.command("info")(info_cmd)
+    app.command("delete")(delete_cmd)
+
+
+# Seconds a write command waits for another writer (e.g. a running `spladekit serve` mid-write) to finish.
+LOCK_WAIT = 10.0
 
 
 def index_cmd(
@@ -23,13 +38,15 @@ def index_cmd(
         ...,
         help="BEIR folder, corpus.jsonl / JSONL with _id|id and text, folder of .txt/.md files, or parquet shards.",
     ),
-    index: Path = typer.Option(
-        ..., "--index", "-i", help="Index folder (created if missing, updated otherwise)."
+    index: Path = index_option("Index folder (created if missing, synced with the source otherwise)."),
+    model: str = model_option(),
+    batch_size: int = batch_size_option(),
+    keep_missing: bool = typer.Option(
+        False, "--keep-missing", help="Keep documents whose source file or record is gone (default: remove)."
     ),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Model folder or hub id (default: bundled splade-tiny)."
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at the first unreadable file or malformed record (default: skip, list)."
     ),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Texts per encoder batch."),
     compact: bool = typer.Option(
         False, "--compact", help="New index only: 8-bit per-term quantised weights."
     ),
@@ -46,10 +63,12 @@ def index_cmd(
     ),
     collection: str = typer.Option(None, "--collection", help="qdrant: collection name."),
 ) -> None:
-    """Index documents; re-running on the same source re-encodes only changed documents and adds new ones."""
-    from ..index import Index
-    from ..index.core import MANIFEST
-    from ..index.sources import index_source, source_kind
+    """Index documents and keep the index in sync with the source: new documents are added, changed ones
+    re-encoded, unchanged ones skipped, and those whose file or record is gone removed (--keep-missing keeps
+    them). Unreadable files and malformed records are skipped and listed; the exit code is 3 when any were."""
+    from ..index import is_index_folder
+    from ..ingest import check_source, index_source
+    from ..sources import source_kind
 
     if backend not in ("local", "qdrant"):
         raise InputError(f"--backend must be 'local' or 'qdrant', not {backend!r}")
@@ -57,14 +76,63 @@ def index_cmd(
         raise InputError("--url and --collection need --backend qdrant")
     if backend == "qdrant" and compact:
         raise InputError("--compact applies to the local backend only (Qdrant keeps float32 weights)")
-    source_kind(source)  # fail on a bad source before loading any model
+    source_kind(source)  # a bad source fails before any model is loaded
+    if strict:
+        check_source(source)
     t0 = time.perf_counter()
-    if (index / MANIFEST).exists() or (index / "qdrant.json").exists():
-        idx = Index.open(index, encoder=model)
-    elif backend == "qdrant":
+    existed = is_index_folder(index)
+    created_folder = not index.exists()
+    try:
+        idx = _open_or_create(index, existed, model, backend, compact, url, collection)
+        # a served index is written by the server now and then: wait for its write to finish
+        with idx, idx.writing(wait=LOCK_WAIT):
+            report = index_source(
+                idx,
+                source,
+                batch_size=batch_size,
+                show_progress=True,
+                keep_missing=keep_missing,
+                strict=strict,
+            )
+            if optimize:
+                idx.optimize()
+            info = idx.info()
+    except BaseException:
+        if not existed:  # a failed create leaves nothing behind
+            _remove_new_index(index, created_folder)
+        raise
+    where = (
+        f" in {info['segments']} segment(s)" if "segments" in info else f" ({info.get('backend', 'qdrant')})"
+    )
+    typer.echo(
+        f"{index}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed; {info['documents']} documents{where} ({time.perf_counter() - t0:.1f} s)"
+    )
+    if report.kept_missing:
+        why = "--keep-missing" if keep_missing else "some records could not be read, so none was removed"
+        typer.echo(f"kept {report.kept_missing} document(s) no longer in the source ({why})")
+    if report.truncated:
+        typer.echo(
+            f"note: {report.truncated} document(s) are longer than the model's "
+            f"{idx.model.get('max_length', 512)} tokens; only their first tokens are indexed",
+            err=True,
+        )
+    if report.skipped:
+        typer.secho(f"skipped {len(report.skipped)} item(s):", fg=typer.colors.YELLOW, err=True)
+        for e in report.skipped:
+            typer.echo(f"  {e}", err=True)
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+def _open_or_create(index: Path, existed: bool, model, backend, compact, url, collection):
+    from ..index import Index
+
+    if existed:
+        return Index.open(index, encoder=model)
+    if backend == "qdrant":
         import os
 
-        idx = Index.create(
+        return Index.create(
             index,
             encoder=model,
             backend="qdrant",
@@ -72,71 +140,82 @@ def index_cmd(
             collection=collection,
             api_key=os.environ.get("QDRANT_API_KEY"),
         )
-    else:
-        idx = Index.create(index, encoder=model, compact=compact)
-    with idx:
-        counts = index_source(idx, source, batch_size=batch_size, show_progress=True)
-        if optimize:
-            idx.optimize()
-        info = idx.info()
-    typer.echo(
-        f"{index}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged; "
-        f"{info['documents']} documents"
-        + (
-            f" in {info['segments']} segment(s)"
-            if "segments" in info
-            else f" ({info.get('backend', 'qdrant')})"
+    return Index.create(index, encoder=model, compact=compact)
+
+
+def _remove_new_index(index: Path, created_folder: bool) -> None:
+    """Undo a create that failed: the folder if this run made it, else only what it put in the empty folder."""
+    if not index.exists():
+        return
+    if created_folder:
+        shutil.rmtree(index, ignore_errors=True)
+        return
+    for p in index.iterdir():
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def open_index(index: Path, model: str | None = None):
+    """Open an index folder for reading; ``model``, when given, must be the model that built it (checked by
+    weights hash, without loading the model)."""
+    from ..index import Index, is_index_folder
+
+    if not is_index_folder(index):
+        raise InputError(f"{index}: no index here (build one with `spladekit index SOURCE -i {index}`)")
+    idx = Index.open(index)
+    if model is not None:
+        from ..encode.loading import check_same_model, read_spec, resolve_model, weights_sha256
+
+        given = {
+            "name": model,
+            "weights_sha256": weights_sha256(read_spec(resolve_model(model), model).transformer_path),
+        }
+        check_same_model(
+            idx.model, given, f"--model {model}", "; leave --model out to use the index's own model"
         )
-        + f" ({time.perf_counter() - t0:.1f} s)"
-    )
-
-
-def parse_filters(items: list[str] | None) -> dict | None:
-    """``key=value`` items into an Index filter; a value that parses as JSON is used as such (``year=2020`` is an
-    integer); a key given several times matches any of its values."""
-    if not items:
-        return None
-    values: dict[str, list] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--filter expects key=value, got {item!r}")
-        try:
-            val = json.loads(raw)
-        except json.JSONDecodeError:
-            val = raw
-        values.setdefault(key, []).append(val)
-    return {k: v[0] if len(v) == 1 else {"$in": v} for k, v in values.items()}
+    return idx
 
 
 def search_cmd(
-    index: Path = typer.Argument(..., help="Index folder."),
     query: str = typer.Argument(..., help="Query text."),
-    k: int = typer.Option(10, "-k", "--k", help="Number of results."),
-    filter: list[str] = typer.Option(
-        None, "--filter", "-f", help="Metadata key=value (repeat to AND; same key = OR)."
-    ),
+    index: Path = index_option(),
+    k: int = k_option(),
+    filter: list[str] = filter_option(),
     explain: bool = typer.Option(False, "--explain", help="Show the matching terms behind each score."),
     approx: float = typer.Option(
-        None, "--approx", help="Approximate: keep this share of the query weight (0-1]."
+        None,
+        "--approx",
+        help="Approximate: keep this share of the query weight, in (0, 1].",
+        min=0.0,
+        max=1.0,
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    model: str = model_option("Model folder or hub id; must be the index's own (default: the index's)."),
+    as_json: bool = json_option(),
 ) -> None:
     """Search an index folder."""
-    from ..index import Index
+    from ..index.filters import filter_from_args
 
-    idx = Index.open(index)
-    flt = parse_filters(filter)
+    flt = filter_from_args(filter)  # every input is checked before anything loads
+    if approx is not None and approx <= 0:
+        raise InputError(f"--approx must be in (0, 1], got {approx}")
     t0 = time.perf_counter()
-    hits = idx.search(query, k=k, filter=flt, explain=explain, with_text=True, approx=approx or False)
-    ms = 1000 * (time.perf_counter() - t0)
+    idx = open_index(index, model)
+    enc = idx.query_encoder
+    t1 = time.perf_counter()
+    qv = enc.encode_queries([query])
+    t2 = time.perf_counter()
+    hits = idx.search(qv, k=k, filter=flt, explain=explain, with_text=True, approx=approx or False)
+    t3 = time.perf_counter()
     if as_json:
         typer.echo(json.dumps([_hit_dict(h, explain) for h in hits], ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{query!r}: {len(hits)} hit(s) of {len(idx)} documents ({ms:.0f} ms incl. encoding)")
+    table = Table(
+        title=f"{query!r}: {len(hits)} hit(s) of {len(idx)} documents",
+        caption=f"load {1000 * (t1 - t0):.0f} ms · encode {1000 * (t2 - t1):.1f} ms · "
+        f"search {1000 * (t3 - t2):.1f} ms",
+    )
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
@@ -161,14 +240,26 @@ def _hit_dict(h, explain: bool) -> dict:
     return out
 
 
+def delete_cmd(
+    ids: list[str] = typer.Argument(..., help="Ids of the documents to delete."),
+    index: Path = index_option(),
+    missing_ok: bool = typer.Option(False, "--missing-ok", help="Ignore ids that are not in the index."),
+) -> None:
+    """Delete documents by id (one atomic commit; unknown ids are an error unless --missing-ok)."""
+    idx = open_index(index)
+    with idx, idx.writing(wait=LOCK_WAIT):
+        todo = [x for x in dict.fromkeys(ids) if x in idx] if missing_ok else list(dict.fromkeys(ids))
+        if todo:
+            idx.delete(todo)
+    typer.echo(f"{index}: deleted {len(todo)} document(s); {len(idx)} left")
+
+
 def info_cmd(
-    index: Path = typer.Argument(..., help="Index folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    index: Path = index_option(),
+    as_json: bool = json_option("Print JSON."),
 ) -> None:
     """Documents, segments, postings, bytes on disk and model of an index folder."""
-    from ..index import Index
-
-    info = Index.open(index).info()
+    info = open_index(index).info()
     if as_json:
         typer.echo(json.dumps(info))
         return

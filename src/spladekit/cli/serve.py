@@ -1,9 +1,10 @@
-"""``spladekit serve`` (HTTP API) and ``spladekit export`` (vectors for other engines)."""
+"""``spladekit serve``: the HTTP API over an index folder."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
-import os
+import socket
 from pathlib import Path
 
 import typer
@@ -14,7 +15,6 @@ from ..errors import InputError
 def register(app: typer.Typer) -> None:
     """Add this area's commands to ``app``."""
     app.command("serve")(serve_cmd)
-    app.command("export")(export_cmd)
 
 
 def _is_loopback(host: str) -> bool:
@@ -27,7 +27,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve_cmd(
-    index_dir: Path = typer.Argument(..., help="Index folder (embedded or Qdrant)."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Index folder (embedded or Qdrant)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     api_key: str = typer.Option(
@@ -51,9 +51,19 @@ def serve_cmd(
         help="Torch threads per encoding call. Default 1: queries are short, concurrent requests bring the "
         "parallelism, and multi-threaded torch stalls badly when the cores are busy.",
     ),
+    lock_wait: float = typer.Option(
+        10.0,
+        "--lock-wait",
+        help="Seconds a write request waits while another writer (e.g. `spladekit index`) holds the index "
+        "before answering 503.",
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
-    """Serve an index over HTTP (FastAPI + uvicorn): search, documents, encode, health, stats, /docs."""
+    """Serve an index over HTTP (FastAPI + uvicorn): search, documents, encode, health, stats, /docs.
+
+    The server holds the index's write lock only while a write request commits, so `spladekit index` can add
+    to a served index meanwhile; the server sees its commits on the next request.
+    """
     import uvicorn
 
     from ..serve import Limits, create_app
@@ -66,55 +76,45 @@ def serve_cmd(
             fg=typer.colors.YELLOW,
             err=True,
         )
-    if threads:
-        import torch
+    sock = _bind(host, port)  # before loading anything: a busy port fails at once, in one line
+    from ..encode.threads import torch_threads
 
-        torch.set_num_threads(threads)
-    limits = Limits(
-        max_body_bytes=max_body_bytes, max_batch=max_batch, max_text_chars=max_text_chars, max_k=max_k
-    )
-    app = create_app(index_dir, api_key=api_key, protect=protect, limits=limits, create=create)
-    typer.echo(f"serving {index_dir} on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
-
-
-def export_cmd(
-    source: Path = typer.Argument(..., help="Index folder or parquet shards folder (encode --ray)."),
-    fmt: str = typer.Option(..., "--format", "-f", help="jsonl | qdrant | opensearch"),
-    output: Path = typer.Option(
-        None, "--output", "-o", help="Output file (not needed for a Qdrant --url upload)."
-    ),
-    url: str = typer.Option(
-        None, "--url", help="qdrant: upload to this Qdrant server instead of writing a file."
-    ),
-    collection: str = typer.Option(None, "--collection", help="qdrant: collection name for --url uploads."),
-    index_name: str = typer.Option("spladekit", "--index-name", help="opensearch: target index name."),
-    quantize: float = typer.Option(
-        None, "--quantize", help="jsonl/opensearch: write round(weight * Q) integer impacts (Anserini: 100)."
-    ),
-) -> None:
-    """Export vectors: Anserini/Seismic JSONL, Qdrant points (file or upload), or an OpenSearch bulk file."""
-    from ..scale.export import FORMATS, export
-
-    if fmt not in FORMATS:
-        raise InputError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "qdrant" and url is None and output is None:
-        raise InputError("--format qdrant needs --output FILE or --url URL")
-    result = export(
-        source,
-        output,
-        fmt,
-        url=url,
-        collection=collection,
-        index_name=index_name,
-        quantize=quantize,
-        api_key=os.environ.get("QDRANT_API_KEY"),
-    )
-    if isinstance(result, dict):
-        typer.echo(
-            f"wrote {result['documents']} documents to {result['bulk']} "
-            f"(mapping: {result['mapping']}, renamed tokens: {result['tokens']})"
+    try:
+        limits = Limits(
+            max_body_bytes=max_body_bytes, max_batch=max_batch, max_text_chars=max_text_chars, max_k=max_k
         )
-    else:
-        where = output if output is not None else f"{url} (collection {collection or 'from the folder name'})"
-        typer.echo(f"wrote {result} documents to {where}")
+        app = create_app(
+            index_dir, api_key=api_key, protect=protect, limits=limits, create=create, lock_wait=lock_wait
+        )
+    except BaseException:
+        sock.close()
+        raise
+    where = f"[{host}]" if ":" in host else host
+    port = sock.getsockname()[1]  # the one picked when --port 0
+    typer.echo(f"serving {index_dir} on http://{where}:{port} (docs at /docs)", err=True)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1)
+    with torch_threads(threads or None):  # for the server's life: its encoder calls use this many threads
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to listen on, or a one-line error naming the port."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise InputError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise InputError(
+                f"port {port} on {host} is already in use: stop what runs there or choose another --port"
+            ) from None
+        raise InputError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .options import batch_size_option, index_option, model_option, output_option
+
 
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``soup``, ``mine`` and ``teacher`` to ``app``."""
@@ -14,7 +16,9 @@ def register(app: typer.Typer) -> None:
     def train_command(
         config: Path = typer.Option(..., "--config", "-c", help="TOML or YAML training config."),
         resume: Path | None = typer.Option(None, "--resume", help="Checkpoint folder to resume from."),
-        output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Overrides output_dir."),
+        output: Path | None = typer.Option(
+            None, "--output", "-o", help="Output folder (overrides output_dir)."
+        ),
         max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many steps."),
         seed: int | None = typer.Option(None, "--seed", help="Overrides seed (for repeat runs)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -25,8 +29,8 @@ def register(app: typer.Typer) -> None:
         overrides: dict = {}
         if resume is not None:
             overrides["resume_from"] = str(resume)
-        if output_dir is not None:
-            overrides["output_dir"] = str(output_dir)
+        if output is not None:
+            overrides["output_dir"] = str(output)
         if max_steps is not None:
             overrides["max_steps"] = max_steps
         if seed is not None:
@@ -44,7 +48,7 @@ def register(app: typer.Typer) -> None:
         checkpoints: list[Path] = typer.Argument(
             ..., help="Checkpoint folders fine-tuned from the same model."
         ),
-        output: Path = typer.Option(..., "--output", "-o", help="Folder to write the averaged model to."),
+        output: Path = output_option("Folder to write the averaged model to."),
         weight: list[float] | None = typer.Option(
             None, "--weight", "-w", help="One per checkpoint, in order (default: uniform)."
         ),
@@ -58,15 +62,15 @@ def register(app: typer.Typer) -> None:
     @app.command("mine")
     def mine_command(
         data_dir: Path = typer.Argument(..., help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)."),
-        output: Path = typer.Option(..., "--output", "-o", help="JSONL file of training rows to write."),
+        output: Path = output_option("JSONL file of training rows to write."),
         split: str = typer.Option("train", "--split", help="qrels split whose judged pairs become rows."),
-        index: Path | None = typer.Option(
-            None, "--index", help="Index folder: reused if it exists, built with --model otherwise."
+        index: Path | None = index_option(
+            "Index folder: reused if it exists, built with --model otherwise.", required=False
         ),
-        model: str | None = typer.Option(None, "--model", "-m", help="Model folder (default: bundled)."),
+        model: str | None = model_option(),
         n: int = typer.Option(4, "-n", "--negatives", help="Hard negatives per row."),
         skip_top: int = typer.Option(0, "--skip-top", help="Skip this many top non-positive hits."),
-        batch_size: int = typer.Option(32, "--batch-size"),
+        batch_size: int = batch_size_option(),
     ) -> None:
         """Mine hard negatives for every judged (query, positive) pair with the current model."""
         from ..train import mine_negatives
@@ -88,7 +92,7 @@ def register(app: typer.Typer) -> None:
     @app.command("teacher")
     def teacher_command(
         data: Path = typer.Argument(..., help="JSONL training rows (from `spladekit mine`)."),
-        output: Path = typer.Option(..., "--output", "-o", help="JSONL file to write, rows with 'scores'."),
+        output: Path = output_option("JSONL file to write, rows with 'scores'."),
         teacher: Path | None = typer.Option(
             None,
             "--teacher",
@@ -96,7 +100,7 @@ def register(app: typer.Typer) -> None:
             help="Cross-encoder or sentence-transformers folder (default: all-MiniLM-L6-v2).",
         ),
         similarity: str = typer.Option("cosine", "--similarity", help="Bi-encoder score: cosine or dot."),
-        batch_size: int = typer.Option(64, "--batch-size"),
+        batch_size: int = batch_size_option(64),
     ) -> None:
         """Score every (query, passage) of the rows with a teacher model."""
         from ..train import score_with_teacher

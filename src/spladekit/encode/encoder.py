@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import InputError, ModelLoadError
+from ..errors import InputError, ModelLoadError, first_line
 from ..sparse import SparseVectors
 from . import pooling
-from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model, weights_sha256
-
-MODES = ("exact", "fast", "fp32")
+from .base import EncoderBase, EncodeReport, Mode, check_mode, check_texts, check_threads, sparsify
+from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
+from .threads import batch_workers, torch_threads
 
 
 def cpu_supports_bf16() -> bool:
@@ -29,17 +28,7 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-@dataclass
-class EncodeReport:
-    """What the last encode call did: texts, tokens, how many were truncated, empty inputs."""
-
-    texts: int = 0
-    tokens: int = 0
-    truncated: int = 0
-    empty: int = 0
-
-
-class SpladeEncoder:
+class SpladeEncoder(EncoderBase):
     """A SPLADE model: a masked-LM whose logits are max-pooled over tokens into a vocabulary-sized sparse vector.
 
     Modes: ``exact`` gives the fp32 result (a bf16 screen with a proven error bound, then fp32 on the surviving
@@ -48,11 +37,21 @@ class SpladeEncoder:
     the exact screen: kept weights equal fp32, a few low-weight terms are lost (fidelity in ``bench/encode.py``).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer, spec: ModelSpec, *, mode: str = "exact") -> None:
-        self.model = model.eval()
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        spec: ModelSpec,
+        *,
+        mode: Mode = "exact",
+        threads: int | None = None,
+    ) -> None:
+        self.mlm = model.eval()  # the masked-LM (nn.Module); `model` elsewhere is a name or an info dict
         self.tokenizer = tokenizer
         self.spec = spec
-        self.mode = self._check_mode(mode)
+        self.mode = check_mode(mode)
+        # Torch threads for this encoder's calls (None: torch's default); applied around each call, not globally.
+        self.threads = check_threads(threads)
         decoder = model.get_output_embeddings()
         if decoder is None or not hasattr(decoder, "weight"):
             raise ModelLoadError(f"{spec.transformer_path}: model has no output (vocabulary) projection")
@@ -63,16 +62,11 @@ class SpladeEncoder:
         self._lock = threading.Lock()
         self._lowp_cache: tuple | None = None
         self._skip: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._weights_hash: str | None = None
         self.last_report = EncodeReport()
         self._fast_tok = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else None
-        vocab = tokenizer.get_vocab()
-        size = self.vocab_size
-        self.vocab: list[str] = [f"[unused_{i}]" for i in range(size)]
-        for tok, i in vocab.items():
-            if 0 <= i < size:
-                self.vocab[i] = tok
-        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
+        # tokenizers' Rust object cannot be reconfigured while another thread encodes with it (e.g. the server)
+        self._tok_lock = threading.Lock()
+        self._id_to_token = {i: t for t, i in tokenizer.get_vocab().items()}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -80,12 +74,15 @@ class SpladeEncoder:
         cls,
         name_or_path: str | Path | None = None,
         *,
-        mode: str = "exact",
+        mode: Mode = "exact",
         threads: int | None = None,
         max_length: int | None = None,
     ) -> SpladeEncoder:
-        """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only)."""
-        cls._check_mode(mode)
+        """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only).
+
+        ``threads``: torch threads this encoder uses for its calls (default: every core)."""
+        check_mode(mode)
+        check_threads(threads)
         root = resolve_model(name_or_path)
         name = (
             BUNDLED_NAME if name_or_path is None or str(name_or_path) == BUNDLED_NAME else str(name_or_path)
@@ -93,8 +90,6 @@ class SpladeEncoder:
         spec = read_spec(root, name)
         if max_length is not None:
             spec.max_length = int(max_length)
-        if threads:
-            torch.set_num_threads(int(threads))
         from transformers import AutoModelForMaskedLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -106,7 +101,7 @@ class SpladeEncoder:
                 model = AutoModelForMaskedLM.from_pretrained(str(spec.transformer_path), dtype=torch.float32)
         except Exception as e:  # noqa: BLE001 - one line naming the file, not a transformers traceback
             raise ModelLoadError(
-                f"{spec.transformer_path}: cannot load model weights ({_first_line(e)})"
+                f"{spec.transformer_path}: cannot load model weights ({first_line(e)})"
             ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
@@ -115,30 +110,16 @@ class SpladeEncoder:
             tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_path))
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(
-                f"{spec.transformer_path}: cannot load tokenizer ({_first_line(e)})"
+                f"{spec.transformer_path}: cannot load tokenizer ({first_line(e)})"
             ) from None
         if spec.do_lower_case is None:
             spec.do_lower_case = bool(getattr(tokenizer, "do_lower_case", False))
-        return cls(model, tokenizer, spec, mode=mode)
-
-    @staticmethod
-    def _check_mode(mode: str) -> str:
-        if mode not in MODES:
-            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-        return mode
+        return cls(model, tokenizer, spec, mode=mode, threads=threads)
 
     # ------------------------------------------------------------------ properties
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
     def vocab_size(self) -> int:
         return int(self._decoder.weight.shape[0])
-
-    @property
-    def max_length(self) -> int:
-        return self.spec.max_length
 
     @property
     def head_weight(self) -> torch.Tensor:
@@ -150,35 +131,10 @@ class SpladeEncoder:
         b = self._decoder.bias
         return b if b is not None else torch.zeros(self.vocab_size)
 
-    @property
-    def weights_hash(self) -> str:
-        """sha256 of the weights file, computed once: identifies the model that built an index."""
-        if self._weights_hash is None:
-            self._weights_hash = weights_sha256(self.spec.transformer_path)
-        return self._weights_hash
-
-    def info(self) -> dict:
-        """Identity and settings, as recorded in indexes and evaluation reports."""
-        return {
-            "name": self.name,
-            "path": str(self.spec.root),
-            "weights_sha256": self.weights_hash,
-            "max_length": self.max_length,
-            "pooling": self.spec.pooling_strategy,
-            "activation": self.spec.activation,
-            "vocab_size": self.vocab_size,
-            "mode": self.mode,
-        }
+    def _token_of(self, i: int) -> str | None:
+        return self._id_to_token.get(i)
 
     # ------------------------------------------------------------------ encoding
-    def encode_queries(self, texts: str | Sequence[str], **kwargs) -> SparseVectors:
-        """Encode queries (with the model's query prompt, if any)."""
-        return self.encode(texts, kind="query", **kwargs)
-
-    def encode_documents(self, texts: str | Sequence[str], **kwargs) -> SparseVectors:
-        """Encode documents (with the model's document prompt, if any)."""
-        return self.encode(texts, kind="document", **kwargs)
-
     def encode(
         self,
         texts: str | Sequence[str],
@@ -187,7 +143,7 @@ class SpladeEncoder:
         batch_size: int = 32,
         max_active_dims: int | None = None,
         threshold: float = 0.0,
-        mode: str | None = None,
+        mode: Mode | None = None,
         show_progress: bool = False,
     ) -> SparseVectors:
         """Encode texts into a SparseVectors batch, rows in input order.
@@ -195,12 +151,11 @@ class SpladeEncoder:
         Texts are sorted by token length to cut padding, truncated at ``max_length`` (see ``last_report``).
         Empty strings give empty vectors.
         """
-        texts = _check_texts(texts)
-        mode = self._check_mode(mode or self.mode)
+        texts = check_texts(texts)
+        mode = check_mode(mode) if mode is not None else self.mode
         if batch_size < 1:
             raise InputError("batch_size must be at least 1")
-        prompt = self.spec.prompts.get(kind, "")
-        ids, truncated = self._tokenize(texts, prompt)
+        ids, truncated = self._tokenize(texts, kind)
         n = len(texts)
         report = EncodeReport(texts=n, truncated=truncated)
         order = sorted((i for i in range(n) if ids[i] is not None), key=lambda i: -len(ids[i]))
@@ -208,13 +163,13 @@ class SpladeEncoder:
         rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * n
         bar = _progress(len(order), show_progress, f"encoding {kind}s")
         chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-        with self._lock, _batch_workers(len(chunks)) as run:
+        with self._lock, torch_threads(self.threads), batch_workers(len(chunks)) as run:
             for chunk, weights in zip(
                 chunks, run(lambda c: self._encode_batch([ids[i] for i in c], mode), chunks)
             ):
                 report.tokens += sum(len(ids[i]) for i in chunk)
                 for j, i in enumerate(chunk):
-                    rows[i] = _sparsify(weights[j], max_active_dims, threshold)
+                    rows[i] = sparsify(weights[j].float().numpy(), max_active_dims, threshold)
                 if bar is not None:
                     bar.update(len(chunk))
         if bar is not None:
@@ -226,20 +181,18 @@ class SpladeEncoder:
             else SparseVectors.empty(0, self.vocab_size)
         )
 
-    def _tokenize(self, texts: list[str], prompt: str) -> tuple[list[list[int] | None], int]:
-        texts = [(prompt + t) if t.strip() else "" for t in texts]
-        if self.spec.do_lower_case:
-            texts = [t.lower() for t in texts]
-        non_empty = [i for i, t in enumerate(texts) if t.strip()]
+    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
+        texts, non_empty = self.model_texts(texts, kind)
         out: list[list[int] | None] = [None] * len(texts)
         truncated = 0
         if not non_empty:
             return out, 0
         if self._fast_tok is not None:
             tok = self._fast_tok
-            tok.no_padding()
-            tok.enable_truncation(self.max_length)
-            encs = tok.encode_batch([texts[i] for i in non_empty])
+            with self._tok_lock:
+                tok.no_padding()
+                tok.enable_truncation(self.max_length)
+                encs = tok.encode_batch([texts[i] for i in non_empty])
             for i, e in zip(non_empty, encs):
                 out[i] = e.ids
                 truncated += bool(e.overflowing)
@@ -253,7 +206,7 @@ class SpladeEncoder:
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The masked-LM's hidden states right before the vocabulary projection (B, L, d)."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def _head_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fp32 W^T, bf16 W, bf16 W^T, row norms), rebuilt when the head weights change (e.g. training)."""
@@ -264,10 +217,6 @@ class SpladeEncoder:
             lowp = wd.to(torch.bfloat16)
             self._lowp_cache = (key, wd.t().contiguous(), lowp, lowp.t().contiguous(), wd.norm(dim=1))
         return self._lowp_cache[1:]
-
-    def _lowp_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        _, lowp, _, norms = self._head_tables()
-        return lowp, norms
 
     def _encode_batch(self, batch_ids: list[list[int]], mode: str) -> torch.Tensor:
         length = max(len(x) for x in batch_ids)
@@ -357,21 +306,6 @@ class SpladeEncoder:
             )
         return pooling.activate(maxlog, act)
 
-    # ------------------------------------------------------------------ inspection
-    def inspect(self, text: str, *, query: bool = False, top_k: int = 20) -> list[tuple[str, float]]:
-        """Top terms and weights of one text."""
-        vec = self.encode([text], kind="query" if query else "document")
-        return vec.decode(top_k)[0]
-
-    def token_ids(self, tokens: Iterable[str]) -> list[int]:
-        """Term ids of tokens; an unknown token is an error."""
-        out = []
-        for t in tokens:
-            if t not in self.token_to_id:
-                raise InputError(f"token {t!r} is not in the model's vocabulary")
-            out.append(self.token_to_id[t])
-        return out
-
 
 def _pack_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Move each row's kept tokens to the front: (B, L', d) hidden and (B, L') mask, L' = most kept in a row."""
@@ -383,88 +317,8 @@ def _pack_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor
     return out, new_mask
 
 
-@contextlib.contextmanager
-def _batch_workers(n_batches: int):
-    """Yield ``run(fn, items)``, an ordered map over batches.
-
-    With T torch threads and several batches, T Python threads each encode whole batches with one torch thread:
-    the small matmuls of a tiny BERT split poorly across cores, so batch-level parallelism is ~25% faster than
-    intra-op threads here, with bitwise-identical results (each batch is computed the same way). Otherwise (one
-    thread or one batch, e.g. a single query) it runs in the calling thread with the current thread count.
-    """
-    threads = torch.get_num_threads()
-    if threads < 2 or n_batches < 2:
-
-        def run_inline(fn, items):
-            for item in items:
-                with torch.inference_mode():
-                    yield fn(item)
-
-        yield run_inline
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = min(threads, n_batches)
-
-    def call(fn, item):
-        with torch.inference_mode():
-            return fn(item)
-
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="spladekit-encode") as pool:
-
-            def run_pooled(fn, items):
-                # at most 2 × workers batches in flight: bounded memory, results in input order
-                items = list(items)
-                pending = [pool.submit(call, fn, x) for x in items[: 2 * workers]]
-                nxt = len(pending)
-                for k in range(len(items)):
-                    result = pending[k].result()
-                    pending[k] = None
-                    if nxt < len(items):
-                        pending.append(pool.submit(call, fn, items[nxt]))
-                        nxt += 1
-                    yield result
-
-            yield run_pooled
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else type(e).__name__
-
-
-def _check_texts(texts) -> list[str]:
-    if isinstance(texts, str):
-        return [texts]
-    if texts is None or not isinstance(texts, (list, tuple)) and not hasattr(texts, "__iter__"):
-        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
-    texts = list(texts)
-    if not texts:
-        raise InputError("texts is an empty list: nothing to encode")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise InputError(f"texts[{i}] is {type(t).__name__}, expected str")
-    return texts
-
-
-def _sparsify(
-    weights: torch.Tensor, max_active_dims: int | None, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    w = weights.float()
-    idx = torch.nonzero(w > threshold).squeeze(1)
-    val = w[idx]
-    if max_active_dims is not None and idx.numel() > max_active_dims:
-        top = torch.topk(val, max_active_dims).indices.sort().values
-        idx, val = idx[top], val[top]
-    return idx.numpy().astype(np.int32), val.numpy().astype(np.float32)
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelLoadError
+from ..errors import InputError, ModelLoadError
 
 BUNDLED_NAME = "splade-tiny"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -79,6 +79,23 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     if _looks_like_hub_id(str(name_or_path)):
         return _download(str(name_or_path))
     raise ModelLoadError(f"{path}: no such model folder")
+
+
+def check_same_model(built: dict, given: dict, where: str = "", hint: str = "") -> None:
+    """The one model check: ``given`` (an encoder's ``info()``) must have the weights that ``built`` (what an
+    index or shard folder recorded) names; otherwise an InputError says which model is which."""
+    want, got = built.get("weights_sha256"), given.get("weights_sha256")
+    if want and got != want:
+        raise InputError(
+            f"{where + ': ' if where else ''}model mismatch: built with {built.get('name')} "
+            f"(weights {str(want)[:12]}), not {given.get('name')} (weights {str(got)[:12]}){hint}"
+        )
+
+
+def model_source(info: dict) -> str:
+    """Where to load the model an index or report records: its folder when it still exists, else its name."""
+    path = info.get("path")
+    return path if path and Path(path).exists() else info.get("name") or BUNDLED_NAME
 
 
 def _read_json(path: Path) -> dict:

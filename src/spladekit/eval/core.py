@@ -220,20 +220,16 @@ def _graded(col: BeirCollection) -> bool:
 
 def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_ids: list[str]):
     """(index, reused): reuse ``index_dir`` when it holds an index of this corpus and model, else build one."""
-    from ..index import Index
+    from ..encode.loading import check_same_model
+    from ..index import Index, is_index_folder
 
     if index_dir is not None:
         path = Path(index_dir)
-        if path.is_dir() and any((path / f).exists() for f in ("manifest.json", "qdrant.json")):
+        if is_index_folder(path):
             idx = stack.enter_context(Index.open(path))
             if len(idx) == 0:  # created by an interrupted run: fill it
                 return idx, False
-            built_with = (idx.model or {}).get("weights_sha256")
-            if built_with != encoder.weights_hash:
-                raise InputError(
-                    f"{path}: index was built with model weights {str(built_with)[:12]}…, "
-                    f"not the evaluated model ({encoder.weights_hash[:12]}…); use another --index folder"
-                )
+            check_same_model(idx.model, encoder.info(), str(path), "; use another --index folder")
             missing = next((d for d in doc_ids if d not in idx), None)
             if len(idx) != len(doc_ids) or missing is not None:
                 raise InputError(

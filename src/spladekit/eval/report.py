@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..io import atomic_write
 from .metrics import metric_names
 
 if TYPE_CHECKING:
     from .core import EvalResult
 
 LABELS = {"splade": "SPLADE", "bm25": "BM25", "rrf": "RRF(SPLADE, BM25)"}
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file next to ``path`` and rename it over: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def trec_run(run: dict[str, list[tuple[str, float]]], tag: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -12,6 +13,25 @@ from ..sparse import SparseVectors
 
 class QueryInput:
     """Mixin for index classes that have ``dim``, ``vocab``, ``model`` and a lazily loaded ``encoder``."""
+
+    _encoder = None
+    _query_encoder = None
+    _query_encoder_lock = threading.Lock()
+
+    @property
+    def query_encoder(self):
+        """The encoder for text queries: the document encoder when it is loaded already, else the light numpy
+        encoder of the same model (no torch or transformers, so a cold search starts in about a second; equal to
+        the torch encoder within 1e-4), else the full encoder when the light one cannot run the model."""
+        if self._encoder is not None:
+            return self._encoder
+        if self._query_encoder is None:
+            with self._query_encoder_lock:
+                if self._query_encoder is None:
+                    from ..encode.choose import light_query_encoder
+
+                    self._query_encoder = light_query_encoder(self.model) or self.encoder
+        return self._query_encoder
 
     def _check_vectors(self, v: SparseVectors, what: str) -> None:
         """Refuse vectors of another model: a different dimension or vocabulary than this index's."""
@@ -31,7 +51,7 @@ class QueryInput:
     def _query(self, query) -> tuple[np.ndarray, np.ndarray]:
         """One query as contiguous (int32 term ids, float32 weights)."""
         if isinstance(query, str):
-            v = self.encoder.encode_queries([query])
+            v = self.query_encoder.encode_queries([query])
         elif isinstance(query, SparseVectors):
             self._check_vectors(query, "query vectors")
             if len(query) != 1:
@@ -58,7 +78,7 @@ class QueryInput:
             rows: list = [None] * len(queries)
             texts = [i for i, q in enumerate(queries) if isinstance(q, str)]
             if texts:
-                enc = self.encoder.encode_queries([queries[i] for i in texts])
+                enc = self.query_encoder.encode_queries([queries[i] for i in texts])
                 for j, i in enumerate(texts):
                     rows[i] = enc.row(j)
             for i, q in enumerate(queries):

@@ -1,4 +1,5 @@
-"""Scale-out: a Qdrant backend, exporters for other engines, parquet shards and distributed encoding with Ray.
+"""Scale-out: exporters for other engines, parquet shards and distributed encoding with Ray (the Qdrant backend
+is an index backend: ``spladekit.index.qdrant``).
 
 Imports are lazy so ``import spladekit.scale`` costs nothing until a feature is used.
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "QdrantIndex",
     "encode_with_ray",
     "export_jsonl",
     "export_opensearch",
@@ -19,7 +19,6 @@ __all__ = [
 ]
 
 _WHERE = {
-    "QdrantIndex": "qdrant",
     "encode_with_ray": "ray_encode",
     "export_jsonl": "export",
     "export_opensearch": "export",

@@ -8,19 +8,19 @@ export never leaves a truncated file that looks finished.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..encode.loading import model_source
 from ..errors import InputError
+from ..index.base import backend_of
+from ..io import atomic_writer
 from .shards import ShardBatch, is_shards_folder, iter_shard_batches, read_manifest, read_vocab
 
 FORMATS = ("jsonl", "qdrant", "opensearch")
-_BATCH = 4096
 
 
 # ----------------------------------------------------------------------------- sources
@@ -39,11 +39,11 @@ class Source:
             if vocab is None:
                 raise InputError(f"{self.path}: shards folder has no _vocab.json (needed for token names)")
             self.vocab: list[str] = vocab
-        elif (self.path / "qdrant.json").is_file() or (self.path / "manifest.json").is_file():
+        elif backend_of(self.path) is not None:
             from ..index import Index
 
             self._index = Index.open(self.path)
-            self.kind = "qdrant" if (self.path / "qdrant.json").is_file() else "index"
+            self.kind = "qdrant" if self._index.backend == "qdrant" else "index"
             self.model = self._index.model
             self.dim = int(self._index.dim)
             self.vocab = list(self._index.vocab)
@@ -56,24 +56,11 @@ class Source:
         if self.kind == "shards":
             yield from iter_shard_batches(self.path)
         else:  # embedded and Qdrant indexes both read back in batches
-            yield from self._index.iter_documents(batch=_BATCH)
+            yield from self._index.iter_documents()
 
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
-
-
-@contextmanager
-def _atomic_write(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _rows(batch: ShardBatch, vocab: list[str], quantize: float | None, token=None):
@@ -103,7 +90,7 @@ def export_jsonl(source: str | Path, output: str | Path, *, quantize: float | No
     src = Source(source)
     n = 0
     try:
-        with _atomic_write(Path(output)) as f:
+        with atomic_writer(Path(output)) as f:
             for batch in src.batches():
                 for doc_id, text, _meta, vec in _rows(batch, src.vocab, quantize):
                     f.write(
@@ -134,7 +121,8 @@ def export_qdrant(
     (default: ``<source>.qdrant`` next to the source) so ``Index.open(index_dir)`` searches the collection.
     Returns the number of points.
     """
-    from .qdrant import VECTOR, QdrantIndex, point_id
+    from ..index.qdrant import QdrantIndex
+    from ..index.qdrant_convert import VECTOR, point_id
 
     if (output is None) == (url is None and client is None):
         raise InputError("export to Qdrant needs exactly one of an output file or a url (--url) / client")
@@ -142,7 +130,7 @@ def export_qdrant(
     n = 0
     try:
         if output is not None:
-            with _atomic_write(Path(output)) as f:
+            with atomic_writer(Path(output)) as f:
                 for batch in src.batches():
                     for i, doc_id in enumerate(batch.ids):
                         idx, val = batch.vectors.row(i)
@@ -161,9 +149,8 @@ def export_qdrant(
             return n
         src_path = Path(source).resolve()
         folder = Path(index_dir) if index_dir is not None else src_path.with_name(src_path.name + ".qdrant")
-        encoder = _encoder_for(src.model)
         target = QdrantIndex.create(
-            folder, encoder, url=url, client=client, collection=collection, api_key=api_key
+            folder, model_source(src.model), url=url, client=client, collection=collection, api_key=api_key
         )
         try:
             for batch in src.batches():
@@ -176,13 +163,6 @@ def export_qdrant(
         return n
     finally:
         src.close()
-
-
-def _encoder_for(model: dict):
-    from ..encode import SpladeEncoder
-
-    src = model.get("path") if model.get("path") and Path(model["path"]).exists() else model.get("name")
-    return SpladeEncoder.load(src)
 
 
 def _with_dim(vectors, dim: int):
@@ -224,7 +204,7 @@ def export_opensearch(
         if len(set(safe_names)) != len(safe_names):
             raise InputError("making token names OpenSearch-safe would merge two tokens of this vocabulary")
         n = 0
-        with _atomic_write(output) as f:
+        with atomic_writer(output) as f:
             for batch in src.batches():
                 for doc_id, text, meta, vec in _rows(batch, src.vocab, quantize, opensearch_token):
                     f.write(
@@ -247,9 +227,9 @@ def export_opensearch(
                 }
             },
         }
-        with _atomic_write(mapping_path) as f:
+        with atomic_writer(mapping_path) as f:
             json.dump(mapping, f, indent=1)
-        with _atomic_write(tokens_path) as f:
+        with atomic_writer(tokens_path) as f:
             json.dump(
                 {"rule": "'.' -> '__dot__'", "renamed": renamed, "model": src.model.get("name")}, f, indent=1
             )

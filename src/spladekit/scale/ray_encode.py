@@ -17,163 +17,42 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from ..errors import DataFormatError, InputError, SpladekitError
+from ..errors import InputError, SpladekitError
 from . import shards as S
-
-DEFAULT_SHARD_SIZE = 10_000
-
-
-@dataclass
-class ShardPlan:
-    """One unit of work: records ``start .. start+rows`` of the input (JSONL: from byte ``offset``, line ``line``)."""
-
-    number: int
-    start: int
-    rows: int
-    offset: int = 0
-    line: int = 1
-
-
-# ----------------------------------------------------------------------------- input planning
-def _resolve_input(path: Path) -> tuple[Path, str]:
-    path = Path(path)
-    if path.is_dir():
-        if (path / "corpus.jsonl").is_file():
-            path = path / "corpus.jsonl"
-        else:
-            raise InputError(
-                f"{path}: folder has no corpus.jsonl (expected a JSONL or parquet file, or a BEIR folder)"
-            )
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (expected a JSONL or parquet file, or a BEIR folder)")
-    fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "jsonl"
-    return path, fmt
-
-
-def plan_shards(path: Path, fmt: str, shard_size: int) -> list[ShardPlan]:
-    """Split the input into shards; for JSONL one pass over the bytes finds where each shard starts."""
-    if shard_size < 1:
-        raise InputError("shard_size must be at least 1")
-    plans: list[ShardPlan] = []
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            total = pq.ParquetFile(path).metadata.num_rows
-        except Exception as e:  # noqa: BLE001
-            raise DataFormatError(
-                str(path), None, f"cannot read parquet ({str(e).splitlines()[0]})"
-            ) from None
-        for number, start in enumerate(range(0, total, shard_size)):
-            plans.append(ShardPlan(number, start, min(shard_size, total - start)))
-        return plans
-    count = 0
-    offset = 0
-    current: ShardPlan | None = None
-    with path.open("rb") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                if count % shard_size == 0:
-                    current = ShardPlan(len(plans), count, 0, offset, lineno)
-                    plans.append(current)
-                assert current is not None
-                current.rows += 1
-                count += 1
-            offset += len(line)
-    return plans
-
-
-def _record(obj: Any, path: str, lineno: int | None, kind: str) -> tuple[str, str, dict | None]:
-    """(id, full text, metadata) of one input object, with the same rules as ``spladekit.data.read_records``."""
-    if not isinstance(obj, dict):
-        raise DataFormatError(path, lineno, "expected a JSON object")
-    rid = obj.get("_id", obj.get("id"))
-    if rid is None:
-        raise DataFormatError(path, lineno, f"{kind} has no '_id' or 'id' field")
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise DataFormatError(path, lineno, f"{kind} id must be a string or integer")
-    text = obj.get("text", "") or ""
-    title = obj.get("title", "") or ""
-    if not isinstance(text, str) or not isinstance(title, str):
-        raise DataFormatError(path, lineno, f"{kind} 'text' and 'title' must be strings")
-    meta = obj.get("metadata")
-    if isinstance(meta, str) and meta:
-        try:
-            meta = json.loads(meta)
-        except json.JSONDecodeError:
-            raise DataFormatError(path, lineno, "'metadata' must be a JSON object") from None
-    if meta is not None and not isinstance(meta, dict):
-        raise DataFormatError(path, lineno, "'metadata' must be a JSON object")
-    full = (title + " " + text).strip() if title else text.strip()
-    return str(rid), full, meta
-
-
-def read_slice(
-    path: Path, fmt: str, plan: ShardPlan, kind: str = "document"
-) -> list[tuple[str, str, dict | None]]:
-    """The records of one shard, read straight from the input (workers call this)."""
-    out: list[tuple[str, str, dict | None]] = []
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        groups, first = [], None
-        seen = 0
-        for g in range(pf.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if seen + n > plan.start and seen < plan.start + plan.rows:
-                groups.append(g)
-                first = seen if first is None else first
-            seen += n
-        table = pf.read_row_groups(groups).slice(plan.start - (first or 0), plan.rows)
-        for i, obj in enumerate(table.to_pylist()):
-            out.append(_record(obj, f"{path} (row {plan.start + i})", None, kind))
-        return out
-    with path.open("rb") as f:
-        f.seek(plan.offset)
-        lineno = plan.line
-        while len(out) < plan.rows:
-            line = f.readline()
-            if not line:
-                raise DataFormatError(str(path), lineno, "file ended early (was it changed during encoding?)")
-            if line.strip():
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise DataFormatError(
-                        str(path), lineno, f"invalid JSON ({getattr(e, 'msg', e)})"
-                    ) from None
-                out.append(_record(obj, str(path), lineno, kind))
-            lineno += 1
-    return out
+from .slices import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards, read_slice, resolve_input
 
 
 # ----------------------------------------------------------------------------- the worker
+@dataclass
+class EncodeJob:
+    """What every worker needs to know: the model and its settings, the input and the output folder."""
+
+    model: str | None
+    mode: str
+    kind: str
+    batch_size: int
+    max_active_dims: int | None
+    threads: int
+    input_path: str
+    fmt: str
+    output: str
+
+
 class ShardEncoder:
     """Ray Data callable class: one model per actor; each call encodes and writes the shards of its batch."""
 
-    def __init__(
-        self,
-        *,
-        model: str | None,
-        mode: str,
-        query: bool,
-        batch_size: int,
-        input_path: str,
-        fmt: str,
-        output: str,
-        threads: int,
-    ) -> None:
+    def __init__(self, job: dict) -> None:
         from ..encode import SpladeEncoder
 
-        self.encoder = SpladeEncoder.load(model, mode=mode, threads=threads)
-        self.kind = "query" if query else "document"
-        self.batch_size = batch_size
-        self.input_path = Path(input_path)
-        self.fmt = fmt
-        self.output = Path(output)
+        job = EncodeJob(**job)
+        self.encoder = SpladeEncoder.load(job.model, mode=job.mode, threads=job.threads)
+        self.kind = job.kind
+        self.batch_size = job.batch_size
+        self.max_active_dims = job.max_active_dims
+        self.input_path = Path(job.input_path)
+        self.fmt = job.fmt
+        self.output = Path(job.output)
         if not (self.output / S.VOCAB).is_file():
             S.write_vocab(self.output, self.encoder.vocab)
 
@@ -195,7 +74,10 @@ class ShardEncoder:
             try:
                 records = read_slice(self.input_path, self.fmt, plan, self.kind)
                 vectors = self.encoder.encode(
-                    [r[1] for r in records], kind=self.kind, batch_size=self.batch_size
+                    [r[1] for r in records],
+                    kind=self.kind,
+                    batch_size=self.batch_size,
+                    max_active_dims=self.max_active_dims,
                 )
                 truncated = self.encoder.last_report.truncated
                 S.write_shard(
@@ -223,14 +105,12 @@ class ShardEncoder:
 
 # ----------------------------------------------------------------------------- the driver
 def _model_info(model: str | None, mode: str) -> dict:
-    from transformers import AutoConfig
-
     from ..encode.loading import BUNDLED_NAME, read_spec, resolve_model, weights_sha256
 
     root = resolve_model(model)
     name = BUNDLED_NAME if model is None or str(model) == BUNDLED_NAME else str(model)
     spec = read_spec(root, name)
-    dim = int(AutoConfig.from_pretrained(str(spec.transformer_path)).vocab_size)
+    dim = int(json.loads((spec.transformer_path / "config.json").read_text(encoding="utf-8"))["vocab_size"])
     return {
         "name": spec.name,
         "path": str(spec.root),
@@ -280,6 +160,7 @@ def encode_with_ray(
     query: bool = False,
     batch_size: int = 32,
     mode: str = "exact",
+    max_active_dims: int | None = None,
     address: str | None = None,
     num_workers: int | None = None,
     cpus_per_worker: int = 1,
@@ -288,19 +169,22 @@ def encode_with_ray(
 ) -> dict:
     """Encode a JSONL / parquet corpus (or BEIR folder) into a resumable shards folder with Ray Data.
 
-    Finished shards (listed in the output's manifest) are skipped, so rerunning after an interruption only
-    encodes what is missing; a manifest written with a different input, model, mode or shard size is an error.
-    Returns the manifest.
+    Each worker encodes with ``cpus_per_worker`` torch threads. Finished shards (listed in the output's
+    manifest) are skipped, so rerunning after an interruption only encodes what is missing; a manifest written
+    with a different input, model, mode, pruning or shard size is an error. Returns the manifest.
     """
-    from ..encode.encoder import MODES
+    from ..encode.base import check_mode
 
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    check_mode(mode)
     if batch_size < 1:
         raise InputError("batch_size must be at least 1")
     if cpus_per_worker < 1:
         raise InputError("cpus_per_worker must be at least 1")
-    src, fmt = _resolve_input(Path(input))
+    if shard_size < 1:
+        raise InputError("shard_size must be at least 1")
+    if max_active_dims is not None and max_active_dims < 1:
+        raise InputError("max_active_dims must be at least 1")
+    src, fmt = resolve_input(Path(input))
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a folder (--ray writes a folder of parquet shards)")
@@ -316,6 +200,7 @@ def encode_with_ray(
         "shard_size": shard_size,
         "weights_sha256": info["weights_sha256"],
         "mode": mode,
+        "max_active_dims": max_active_dims,
     }
     done: dict[str, dict] = {}
     if S.is_shards_folder(output):
@@ -345,21 +230,18 @@ def encode_with_ray(
     S.write_manifest(output, manifest)
     skipped = len(plans) - len(todo)
     if todo:
-        _run(
-            verbose,
-            todo,
-            src,
-            fmt,
-            output,
-            manifest,
-            model,
-            mode,
-            query,
-            batch_size,
-            address,
-            num_workers,
-            cpus_per_worker,
+        job = EncodeJob(
+            model=model,
+            mode=mode,
+            kind=kind,
+            batch_size=batch_size,
+            max_active_dims=max_active_dims,
+            threads=cpus_per_worker,
+            input_path=str(src.resolve()),
+            fmt=fmt,
+            output=str(output.resolve()),
         )
+        _run(job, todo, manifest, address=address, num_workers=num_workers, verbose=verbose)
     manifest["complete"] = len(manifest["shards"]) == len(plans)
     S.write_manifest(output, manifest)
     if verbose:
@@ -372,20 +254,11 @@ def encode_with_ray(
 
 
 def _run(
-    verbose,
-    todo,
-    src,
-    fmt,
-    output,
-    manifest,
-    model,
-    mode,
-    query,
-    batch_size,
-    address,
-    num_workers,
-    cpus_per_worker,
-):
+    job: EncodeJob, todo: list[ShardPlan], manifest: dict, *, address, num_workers, verbose: bool
+) -> None:
+    """Encode the shards ``todo`` on a Ray actor pool, recording each finished shard in the manifest as it lands."""
+    output = Path(job.output)
+    cpus_per_worker = job.threads
     started = _start_ray(address, None)
     import logging
 
@@ -408,16 +281,7 @@ def _run(
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=num_workers),
             num_cpus=cpus_per_worker,
-            fn_constructor_kwargs={
-                "model": model,
-                "mode": mode,
-                "query": query,
-                "batch_size": batch_size,
-                "input_path": str(src.resolve()),
-                "fmt": fmt,
-                "output": str(output.resolve()),
-                "threads": cpus_per_worker,
-            },
+            fn_constructor_kwargs={"job": asdict(job)},
         )
         errors = []
         for row in ds.iter_rows():

@@ -10,14 +10,14 @@ interrupted run can resume.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataFormatError, InputError
-from ..index.core import DocumentBatch
+from ..index.types import DocumentBatch
+from ..io import atomic_write, atomic_writer
 from ..sparse import SparseVectors
 
 MANIFEST = "_manifest.json"
@@ -86,9 +86,8 @@ def write_shard(
         columns["metadata"] = pa.array([None if m is None else json.dumps(m) for m in metadata], pa.string())
     table = pa.table(columns)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_writer(path, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
     return n
 
 
@@ -145,11 +144,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:
     """Replace the manifest atomically, so a crash leaves the previous list of finished shards."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (MANIFEST + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write(Path(folder) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def read_vocab(folder: str | Path) -> list[str] | None:
@@ -160,11 +155,7 @@ def read_vocab(folder: str | Path) -> list[str] | None:
 
 
 def write_vocab(folder: str | Path, vocab: Sequence[str]) -> None:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (VOCAB + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, folder / VOCAB)
+    atomic_write(Path(folder) / VOCAB, json.dumps(list(vocab), ensure_ascii=False))
 
 
 def iter_shard_batches(folder: str | Path) -> Iterator[ShardBatch]:

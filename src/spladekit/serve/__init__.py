@@ -1,5 +1,8 @@
 """HTTP serving: a FastAPI app around an index (``create_app``), run by ``spladekit serve``."""
 
-from .app import API_KEY_HEADER, Limits, create_app
+from .app import create_app
+from .batching import QueryBatcher
+from .limits import Limits
+from .middleware import API_KEY_HEADER
 
-__all__ = ["create_app", "Limits", "API_KEY_HEADER"]
+__all__ = ["create_app", "Limits", "API_KEY_HEADER", "QueryBatcher"]

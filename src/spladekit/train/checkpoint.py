@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from .batching import eval_mode
 
 TRANSFORMER_TYPE = "sentence_transformers.base.modules.transformer.Transformer"
 POOLING_TYPE = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"
 STATE_FILE = "trainer_state.pt"
 POOLING_DIR = "1_SpladePooling"
+TRAIN_INFO_FILE = "spladekit_train.json"  # what a run (or a soup) records about how the weights were made
 
 
 def _versions() -> dict:
@@ -30,8 +32,18 @@ def _versions() -> dict:
     return out
 
 
-def _write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON with a final newline (every JSON file a run writes)."""
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def partial_path(path: Path) -> Path:
+    """Where a folder is built before ``move_into_place`` renames it to ``path``: ``path.partial``, with any
+    leftover of an interrupted write removed."""
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
 
 
 def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None) -> Path:
@@ -39,30 +51,24 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
     ``modules.json`` (Transformer at "", SpladePooling at ``1_SpladePooling``) and the ST config files.
 
     The folder is written next to ``path`` and renamed into place, so a crash never leaves a half checkpoint.
-    ``extra`` (e.g. training metrics) goes to ``spladekit_train.json``.
+    ``extra`` (e.g. training metrics) goes to ``spladekit_train.json`` (``TRAIN_INFO_FILE``).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path} exists and is not a folder")
-    tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = partial_path(path)
     tmp.mkdir(parents=True)
-    model = encoder.model
-    was_training = model.training
-    model.eval()
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    if was_training:
-        model.train()
+    with eval_mode(encoder.mlm) as model:
+        model.save_pretrained(str(tmp), safe_serialization=True)
     encoder.tokenizer.save_pretrained(str(tmp))
-    _write_json(
+    write_json(
         tmp / "modules.json",
         [
             {"idx": 0, "name": "0", "path": "", "type": TRANSFORMER_TYPE},
             {"idx": 1, "name": "1", "path": POOLING_DIR, "type": POOLING_TYPE},
         ],
     )
-    _write_json(
+    write_json(
         tmp / "sentence_bert_config.json",
         {
             "transformer_task": "fill-mask",
@@ -71,7 +77,7 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
         },
     )
     prompts = dict(encoder.spec.prompts or {})
-    _write_json(
+    write_json(
         tmp / "config_sentence_transformers.json",
         {
             "__version__": _versions(),
@@ -82,7 +88,7 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
         },
     )
     (tmp / POOLING_DIR).mkdir()
-    _write_json(
+    write_json(
         tmp / POOLING_DIR / "config.json",
         {
             "pooling_strategy": encoder.spec.pooling_strategy,
@@ -91,7 +97,7 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
         },
     )
     if extra is not None:
-        _write_json(tmp / "spladekit_train.json", extra)
+        write_json(tmp / TRAIN_INFO_FILE, extra)
     return move_into_place(tmp, path)
 
 

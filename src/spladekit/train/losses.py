@@ -4,12 +4,29 @@
 - FLOPS: Σ_terms (mean over the batch of the term's weight)²; the document term pools positives and negatives;
 - InfoNCE: cross-entropy of each query against every positive and negative in the batch (in-batch negatives);
 - regulariser weights ramp up quadratically: w(step) = w_max · min(1, step / warmup_steps)².
+
+Losses are computed in float32, or in float64 when given float64 vectors (as the parity tests do).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32, or ``dtype`` if it is wider: bf16/fp16 (autocast output) is widened, float64 is kept."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in its compute dtype (see ``compute_dtype``); a no-op for float32 and float64."""
+    return x.to(compute_dtype(x.dtype))
+
+
+def margins(scores: torch.Tensor) -> torch.Tensor:
+    """Positive-minus-negative margins: scores (B, 1+N) with the positive first -> (B, N)."""
+    return scores[:, :1] - scores[:, 1:]
 
 
 def dot_scores(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
@@ -19,22 +36,21 @@ def dot_scores(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
 
 def margin_mse(queries: torch.Tensor, docs: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """MSE between student and teacher margins. docs (B, 1+N, V) with the positive first; teacher (B, 1+N)."""
-    s = dot_scores(queries, docs).float()
-    student = s[:, :1] - s[:, 1:]
-    target = (teacher[:, :1] - teacher[:, 1:]).to(student.dtype).detach()
+    student = margins(at_least_fp32(dot_scores(queries, docs)))
+    target = margins(teacher).to(student.dtype).detach()
     return F.mse_loss(student, target)
 
 
 def flops(x: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser: Σ_terms (mean over rows of the term's weight)² (a smooth proxy for posting-list cost)."""
-    return torch.sum(torch.mean(x.float(), dim=0) ** 2)
+    return torch.sum(torch.mean(at_least_fp32(x), dim=0) ** 2)
 
 
 def info_nce(queries: torch.Tensor, docs: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """In-batch contrastive loss: query i's positive is docs[i, 0]; every other text in ``docs`` is a negative."""
     b, k, v = docs.shape
     flat = docs.reshape(b * k, v)
-    logits = (queries.float() @ flat.float().T) * scale  # (B, B*K)
+    logits = (at_least_fp32(queries) @ at_least_fp32(flat).T) * scale  # (B, B*K)
     target = torch.arange(b, device=queries.device) * k
     return F.cross_entropy(logits, target)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import load_beir
+from ..encode.loading import check_same_model
 from ..errors import InputError
 from .rows import TrainRow, write_rows
 
@@ -13,13 +14,14 @@ def _open_or_build_index(index_dir: Path, enc, corpus, batch_size: int, show_pro
     from ..index import Index
 
     if index_dir.is_dir() and any(index_dir.iterdir()):
-        idx = Index.open(index_dir, encoder=enc)
-        model = idx.info().get("model", {})
-        if model.get("weights_sha256") and model["weights_sha256"] != enc.weights_hash:
-            raise InputError(
-                f"{index_dir}: index was built with another model ({model.get('name')}); "
-                "mine with the model that built it or pass a new --index folder"
-            )
+        idx = Index.open(index_dir)
+        check_same_model(
+            idx.model,
+            enc.info(),
+            str(index_dir),
+            "; mine with the model that built it or pass a new --index folder",
+        )
+        idx.bind_encoder(enc)
         if len(idx) != len(corpus):
             raise InputError(f"{index_dir}: index holds {len(idx)} documents, the corpus {len(corpus)}")
         log(f"reusing index {index_dir} ({len(idx)} documents)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..encode import pooling as _inference_pooling
+from .losses import compute_dtype
 
 DEFAULT_CHUNK_ELEMS = 1 << 22
 
@@ -22,11 +23,12 @@ def masked_max_argmax(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Max over valid tokens of ``hidden @ weight.T`` (no bias) and its token index, in vocabulary chunks.
 
-    hidden (B, L, d), mask (B, L) bool, weight (V, d) -> values (B, V) float32, positions (B, V) int64.
+    hidden (B, L, d), mask (B, L) bool, weight (V, d) -> values (B, V) float32 (float64 for float64 input),
+    positions (B, V) int64.
     """
     b, length, _ = hidden.shape
     vocab = weight.shape[0]
-    values = torch.empty((b, vocab), dtype=torch.float32, device=hidden.device)
+    values = torch.empty((b, vocab), dtype=compute_dtype(hidden.dtype), device=hidden.device)
     positions = torch.empty((b, vocab), dtype=torch.long, device=hidden.device)
     pad = torch.zeros((b, length, 1), dtype=hidden.dtype, device=hidden.device)
     pad.masked_fill_(~mask.bool().unsqueeze(-1), float("-inf"))
@@ -106,7 +108,7 @@ def splade_max_pool(
     else:
         h_ng = hidden.detach()
         maxlog, pos = masked_max_argmax(h_ng, mask, weight.detach().to(h_ng.dtype), chunk_elems)
-        maxlog += bias.detach().float()
+        maxlog += bias.detach().to(maxlog.dtype)
         rows, terms = torch.nonzero(maxlog > 0, as_tuple=True)
         tok = pos[rows, terms]
     out = torch.zeros((hidden.shape[0], weight.shape[0]), dtype=hidden.dtype, device=hidden.device)

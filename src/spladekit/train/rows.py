@@ -6,9 +6,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data import iter_jsonl
 from ..errors import DataFormatError, InputError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @dataclass
@@ -76,6 +80,23 @@ def read_rows(path: str | Path, *, require_scores: bool = False) -> list[TrainRo
     if not rows:
         raise InputError(f"{path}: no training rows")
     return rows
+
+
+def prepare_rows(cfg: TrainConfig) -> tuple[list[TrainRow], int]:
+    """A run's training rows (scores required unless the loss is InfoNCE alone) and the number of negatives each
+    batch uses: ``num_negatives``, or the fewest any row has (said when rows disagree)."""
+    rows = read_rows(cfg.train_data, require_scores=cfg.loss != "infonce")
+    n = cfg.num_negatives or min(len(r.negatives) for r in rows)
+    short = [i for i, r in enumerate(rows) if len(r.negatives) < n]
+    if short:
+        raise InputError(
+            f"{cfg.train_data}: row {short[0] + 1} has {len(rows[short[0]].negatives)} negatives, fewer than "
+            f"num_negatives={n}"
+        )
+    if cfg.num_negatives is None and len({len(r.negatives) for r in rows}) > 1:
+        # rows disagree: use the smallest count so every batch is rectangular (said, not silent)
+        print(f"note: rows have different numbers of negatives; using the first {n} of each")
+    return rows, n
 
 
 def write_rows(path: str | Path, rows: Iterable[TrainRow | dict]) -> int:

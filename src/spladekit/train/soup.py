@@ -16,11 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError
-from .checkpoint import POOLING_DIR, move_into_place
+from .checkpoint import POOLING_DIR, STATE_FILE, TRAIN_INFO_FILE, move_into_place, partial_path, write_json
 
 WEIGHTS = "model.safetensors"
 # files of a training checkpoint that describe one run, not the average
-_RUN_FILES = {WEIGHTS, "trainer_state.pt", "spladekit_train.json"}
+_RUN_FILES = {WEIGHTS, STATE_FILE, TRAIN_INFO_FILE}
 # config keys that may differ between otherwise identical models
 _VOLATILE = {"transformers_version", "_name_or_path"}
 
@@ -96,13 +96,8 @@ def average_checkpoints(
                 raise InputError(f"soup: integer buffer {name!r} differs between {folders[0]} and {f}")
     averaged = {n: (a.to(first[n].dtype) if first[n].is_floating_point() else a) for n, a in acc.items()}
 
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = partial_path(out)
     shutil.copytree(folders[0], tmp, ignore=lambda _d, names: [n for n in names if n in _RUN_FILES])
     save_file(averaged, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    (tmp / "spladekit_train.json").write_text(
-        json.dumps({"soup": {"checkpoints": [str(f) for f in folders], "weights": norm}}, indent=2) + "\n",
-        encoding="utf-8",
-    )
+    write_json(tmp / TRAIN_INFO_FILE, {"soup": {"checkpoints": [str(f) for f in folders], "weights": norm}})
     return move_into_place(tmp, out)

@@ -6,7 +6,7 @@ A segment folder ``seg_NNNNNN/`` holds plain ``.npy`` arrays (memory-mapped on o
   ``weights.npy`` (row 0) and where its document containers start in ``docs.npy`` (row 1);
 - ``docs.npy`` (uint16 units): per (term, window of 65,536 documents) a container of the term's documents: their
   sorted offsets inside the window (2 bytes each), or for frequent terms one byte per gap plus a skip table (about
-  1 byte a posting; see ``_kernels``);
+  1 byte a posting; see ``codec``);
 - ``weights.npy`` (float32, or uint8 with per-term ``scales.npy`` in compact mode), in term then document order;
 - ``win_ptr.npy`` (int32, dim x windows+1), ``win_max.npy`` / ``win_min.npy`` (float32, dim x windows): per
   (term, window) postings offsets (relative to the term's first) and weight bounds used for pruning;
@@ -25,19 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError
-from . import _kernels as K
+from ...errors import DataFormatError
+from ...io import fsync_dir
+from ..filters import canonical
+from ..validate import decode_record
+from . import codec, kernels
 
 FORMAT = 2  # 2: byte-gap containers for frequent terms, two-row term_ptr
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file inside ``path`` durable."""
-    fd = os.open(str(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
@@ -79,10 +73,10 @@ def write_segment(
     """Write a segment folder (every file synced); returns its meta dict. Not visible until a manifest names it."""
     folder.mkdir(parents=True, exist_ok=False)
     n = len(ids)
-    term_ptr, docs, weights = K.csr_to_postings(indptr, indices, data, dim)
-    n_windows = max(1, -(-n // K.WINDOW))
-    win_ptr, win_max, win_min = K.window_tables(term_ptr, docs, weights, n_windows)
-    doc_ptr, docs16 = K.build_containers(term_ptr, docs, win_ptr)
+    term_ptr, docs, weights = codec.csr_to_postings(indptr, indices, data, dim)
+    n_windows = max(1, -(-n // codec.WINDOW))
+    win_ptr, win_max, win_min = codec.window_tables(term_ptr, docs, weights, n_windows)
+    doc_ptr, docs16 = codec.build_containers(term_ptr, docs, win_ptr)
     del docs
     save_array(folder / "term_ptr.npy", _offsets(np.stack([term_ptr, doc_ptr])))
     save_array(folder / "win_ptr.npy", win_ptr)
@@ -233,13 +227,13 @@ class Segment:
 
     def record(self, d: int) -> tuple[str | None, dict | None]:
         """(text, metadata) of document ``d``."""
+        return decode_record(self.raw_record(d))
+
+    def raw_record(self, d: int) -> bytes | None:
+        """The stored ``[text, metadata]`` JSON of document ``d`` (None when nothing was stored)."""
         if self.store_off is None:
-            return None, None
-        raw = bytes(self.store_blob[int(self.store_off[d]) : int(self.store_off[d + 1])])
-        if not raw:
-            return None, None
-        text, meta = json.loads(raw)
-        return text, meta
+            return None
+        return bytes(self.store_blob[int(self.store_off[d]) : int(self.store_off[d + 1])]) or None
 
     def field_index(self, name: str) -> dict[str, np.ndarray]:
         """Canonical JSON of a metadata field's value -> document numbers having it (built once per field)."""
@@ -262,7 +256,7 @@ class Segment:
 
     def vectors(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR rows of the documents where ``keep`` is set (used by merges)."""
-        return K.postings_to_csr(
+        return codec.postings_to_csr(
             self.term_ptr,
             self.docs,
             self.win_ptr,
@@ -272,10 +266,39 @@ class Segment:
             keep.astype(np.uint8),
         )
 
+    def search(self, q_terms, q_weights, allowed, base: int, hs, hd, size: int, k: int) -> int:
+        """Push this segment's documents of the exact top ``k`` into the heap ``(hs, hd)`` of ``size`` entries
+        (document keys ``base | d``); ``allowed`` is a uint8 mask of searchable documents or None for all."""
+        size, _, _ = kernels.search_segment(
+            q_terms,
+            q_weights,
+            self.term_ptr,
+            self.win_ptr,
+            self.win_max,
+            self.win_min,
+            self.docs,
+            self.weights,
+            self.scales,
+            self.n_docs,
+            _NO_MASK if allowed is None else allowed,
+            allowed is not None,
+            base,
+            hs,
+            hd,
+            size,
+            k,
+            True,
+        )
+        return size
+
+    def doc_weights(self, q_terms, d: int) -> np.ndarray:
+        """Document ``d``'s weight of each query term (0 where it lacks the term): what an explanation shows."""
+        return kernels.doc_weights(
+            q_terms, self.term_ptr, self.win_ptr, self.docs, self.weights, self.scales, d
+        )
+
     def files(self) -> list[Path]:
         return [p for p in self.folder.iterdir() if p.is_file()]
 
 
-def canonical(value) -> str:
-    """A hashable key for a JSON value, so filters compare values as JSON does (key order ignored)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_NO_MASK = np.zeros(0, np.uint8)

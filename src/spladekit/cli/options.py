@@ -1,0 +1,37 @@
+"""The CLI's shared vocabulary: one definition per option that several commands take, so every command spells
+it the same way (``-i/--index``, ``-k/--k``, ``-o/--output``, ``-m/--model``, ``--filter``, ``--json``)."""
+
+from __future__ import annotations
+
+import typer
+
+# Exit code of a run that finished but skipped bad items (2 is a user error that stopped the run).
+EXIT_SKIPPED = 3
+
+
+def index_option(help: str = "Index folder.", required: bool = True):
+    return typer.Option(... if required else None, "--index", "-i", help=help)
+
+
+def k_option(default: int = 10, help: str = "Number of results."):
+    return typer.Option(default, "--k", "-k", help=help, min=1)
+
+
+def output_option(help: str, required: bool = True):
+    return typer.Option(... if required else None, "--output", "-o", help=help)
+
+
+def model_option(help: str = "Model folder or hub id (default: bundled splade-tiny)."):
+    return typer.Option(None, "--model", "-m", help=help)
+
+
+def batch_size_option(default: int = 32, help: str = "Texts per encoder batch."):
+    return typer.Option(default, "--batch-size", "-b", help=help, min=1)
+
+
+def filter_option():
+    return typer.Option(None, "--filter", help="Metadata key=value (repeat to AND; the same key twice = OR).")
+
+
+def json_option(help: str = "Print JSON instead of a table."):
+    return typer.Option(False, "--json", help=help)

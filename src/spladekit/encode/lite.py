@@ -1,0 +1,211 @@
+"""`LiteEncoder`: SPLADE query/inspect encoding in plain numpy, without torch or transformers.
+
+A cold ``spladekit search`` spends ~10 s importing torch and transformers to encode a 10-token query. This module
+runs the same BERT / DistilBERT masked-LM forward pass in float32 numpy (weights read with ``safetensors``, text
+split with ``tokenizers``) followed by SPLADE pooling, and returns the same vectors as
+``SpladeEncoder.load(mode="fp32")`` to float32 rounding (|Δw| < 1e-4, see ``tests/test_encode_lite.py``).
+
+Each text is run on its own (no padding, no attention mask): queries are short, and a text's result does not
+depend on what it is batched with. Documents work too, but long batches are faster with ``SpladeEncoder``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ModelLoadError
+from ..sparse import SparseVectors
+from .base import EncoderBase, EncodeReport, check_texts, sparsify
+from .lite_bert import ARCHITECTURES, MaskedLM, build_masked_lm, first_line
+from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
+
+# Logits held per block of the vocabulary projection (tokens × vocabulary slice): 1M floats = 4 MB, cache-sized.
+BLOCK_ELEMS = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------- encoder
+class LiteEncoder(EncoderBase):
+    """SPLADE encoding with a numpy forward pass: the same vectors as ``SpladeEncoder`` in fp32 mode.
+
+    Needs a folder with ``config.json`` (BertForMaskedLM or DistilBertForMaskedLM), ``model.safetensors`` and
+    ``tokenizer.json``; load it with :func:`load_lite`.
+    """
+
+    mode = "fp32"
+
+    def __init__(self, model: MaskedLM, tokenizer, spec: ModelSpec) -> None:
+        self._m = model
+        self._tok = tokenizer
+        self.spec = spec
+        self._weights_hash: str | None = None
+        self.last_report = EncodeReport()
+        tokenizer.no_padding()
+        # tokenizers' Rust object cannot be reconfigured while another thread encodes with it (e.g. the server)
+        self._tok_lock = threading.Lock()
+        self._truncation: int | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._m.decoder_t.shape[1])
+
+    def _token_of(self, i: int) -> str | None:
+        return self._tok.id_to_token(i)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        kind: str = "document",
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        threshold: float = 0.0,
+        mode: str | None = None,
+        show_progress: bool = False,
+    ) -> SparseVectors:
+        """Encode texts into a SparseVectors batch, rows in input order; empty strings give empty vectors.
+
+        ``batch_size`` and ``show_progress`` are accepted for compatibility with ``SpladeEncoder.encode`` (texts
+        are run one at a time); ``mode`` may be "fp32" or "exact" (same output), not "fast".
+        """
+        texts = check_texts(texts)
+        if mode not in (None, "fp32", "exact"):
+            raise InputError(
+                f"mode {mode!r} is not available in the lite encoder: it computes fp32 (or 'exact')"
+            )
+        if batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        ids, truncated = self._tokenize(texts, kind)
+        report = EncodeReport(texts=len(texts), truncated=truncated)
+        rows: list[tuple[np.ndarray, np.ndarray]] = []
+        for x in ids:
+            if x is None:
+                report.empty += 1
+                rows.append((np.zeros(0, np.int32), np.zeros(0, np.float32)))
+                continue
+            report.tokens += len(x)
+            rows.append(sparsify(self.weights(x), max_active_dims, threshold))
+        self.last_report = report
+        return SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
+
+    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
+        texts, non_empty = self.model_texts(texts, kind)
+        out: list[list[int] | None] = [None] * len(texts)
+        truncated = 0
+        if non_empty:
+            with self._tok_lock:
+                if self._truncation != self.max_length:  # follows spec.max_length, as SpladeEncoder does
+                    self._tok.enable_truncation(self.max_length)
+                    self._truncation = self.max_length
+                encodings = self._tok.encode_batch([texts[i] for i in non_empty])
+            for i, e in zip(non_empty, encodings):
+                out[i] = e.ids
+                truncated += bool(e.overflowing)
+        return out, truncated
+
+    def hidden_states(self, input_ids: Sequence[int]) -> np.ndarray:
+        """One text's hidden states after the MLM head transform, right before the vocabulary projection (L, d)."""
+        return self._m.hidden_states(input_ids)
+
+    def weights(self, input_ids: Sequence[int]) -> np.ndarray:
+        """Dense SPLADE weights (V,) float32 of one tokenised text (ids include [CLS]/[SEP])."""
+        m = self._m
+        h = m.hidden_states(input_ids)
+        vocab = m.decoder_t.shape[1]
+        step = max(1024, BLOCK_ELEMS // max(len(h), 1))
+        if self.spec.pooling_strategy == "sum":
+            out = np.empty(vocab, np.float32)
+            for v0 in range(0, vocab, step):
+                logits = h @ m.decoder_t[:, v0 : v0 + step]
+                logits += m.decoder_b[v0 : v0 + step]
+                out[v0 : v0 + step] = self._activate(logits).sum(axis=0)
+            return out
+        if step >= vocab:
+            best = (h @ m.decoder_t).max(axis=0)
+        else:
+            best = np.empty(vocab, np.float32)
+            for v0 in range(0, vocab, step):
+                best[v0 : v0 + step] = (h @ m.decoder_t[:, v0 : v0 + step]).max(axis=0)
+        # log1p(relu(.)) is monotone: the max over tokens commutes with the activation
+        best += m.decoder_b
+        return self._activate(best)
+
+    def _activate(self, x: np.ndarray) -> np.ndarray:
+        y = np.log1p(np.maximum(x, np.float32(0.0)))
+        if self.spec.activation == "log1p_relu":
+            y = np.log1p(y)
+        return y
+
+
+def load_lite(name_or_path: str | Path | None = None, *, max_length: int | None = None) -> LiteEncoder:
+    """Load the bundled splade-tiny (no argument), a local model folder, or a hub id, for numpy encoding.
+
+    Raises ModelLoadError when the folder is not something this encoder runs: an architecture other than
+    BertForMaskedLM / DistilBertForMaskedLM, no tokenizer.json, no model.safetensors, or an unknown pooling.
+    """
+    root = resolve_model(name_or_path)
+    name = BUNDLED_NAME if name_or_path is None or str(name_or_path) == BUNDLED_NAME else str(name_or_path)
+    spec = read_spec(root, name)
+    if max_length is not None:
+        spec.max_length = int(max_length)
+    folder = spec.transformer_path
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))  # read_spec checked it parses
+    archs = cfg.get("architectures") or []
+    model_type = cfg.get("model_type")
+    arch = next((a for a in archs if a in ARCHITECTURES), None)
+    if arch is None and not archs:
+        arch = {"bert": "BertForMaskedLM", "distilbert": "DistilBertForMaskedLM"}.get(model_type)
+    if arch is None:
+        what = ", ".join(archs) if archs else f"model_type {model_type!r}"
+        raise ModelLoadError(
+            f"{folder}: architecture {what} is not supported by the lite encoder "
+            f"({' or '.join(ARCHITECTURES)}); use SpladeEncoder"
+        )
+    if spec.pooling_strategy not in ("max", "sum"):
+        raise ModelLoadError(
+            f"{root}: pooling strategy {spec.pooling_strategy!r} is not supported (max or sum)"
+        )
+    tok_file = folder / "tokenizer.json"
+    if not tok_file.is_file():
+        raise ModelLoadError(f"{folder}: no tokenizer.json (the lite encoder needs a fast-tokenizer file)")
+    from tokenizers import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_file))
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"{tok_file}: cannot load tokenizer ({first_line(e)})") from None
+    if spec.do_lower_case is None:
+        spec.do_lower_case = _tokenizer_lower_case(folder, model_type)
+    try:
+        enc = LiteEncoder(build_masked_lm(folder, cfg, arch), tokenizer, spec)
+        enc.hidden_states(
+            [0, 0]
+        )  # a 2-token dry run: weights whose shapes do not fit fail here, not mid-search
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        if isinstance(e, ModelLoadError):
+            raise
+        raise ModelLoadError(
+            f"{folder}: the lite encoder cannot run these weights ({first_line(e)})"
+        ) from None
+    return enc
+
+
+def _tokenizer_lower_case(folder: Path, model_type: str | None) -> bool:
+    """``do_lower_case`` as transformers' tokenizer would report it (BERT-family tokenizers default to True)."""
+    tc: dict = {}
+    if (folder / "tokenizer_config.json").is_file():
+        try:
+            tc = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelLoadError(f"{folder / 'tokenizer_config.json'}: unreadable ({e})") from None
+    if "do_lower_case" in tc:
+        return bool(tc["do_lower_case"])
+    cls = tc.get("tokenizer_class") or {"bert": "BertTokenizer", "distilbert": "DistilBertTokenizer"}.get(
+        model_type or "", ""
+    )
+    return cls.startswith(("BertTokenizer", "DistilBertTokenizer"))

@@ -1,0 +1,369 @@
+"""The index contract: one abstract ``Index`` that every backend implements completely, and the one entry
+(``Index.create`` / ``Index.open``) that picks the backend.
+
+What is the same for every backend lives here once: validation of ids, texts, metadata and vectors, the model
+check, encoding of texts, query parsing, approximate query pruning and ``measure_approx``. A backend implements
+the storage: ``_apply`` (write encoded documents), ``delete``, ``commit``, reading, and ``_search`` over parsed
+queries. ``eval``, ``serve``, ``scale`` and the CLI use only this contract.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..encode.choose import resolve_model
+from ..encode.loading import check_same_model, model_source
+from ..errors import InputError
+from ..sparse import SparseVectors
+from .approx import measure_recall, prune_queries
+from .queries import QueryInput
+from .types import DocumentBatch, SearchHit
+from .validate import check_ids, check_k, check_texts, encode_records
+
+# The file that marks an index folder, per backend.
+MARKERS = {"local": "manifest.json", "qdrant": "qdrant.json"}
+# Documents per batch of ``iter_documents``, for every backend.
+ITER_BATCH = 4096
+
+
+def backend_of(path: str | os.PathLike) -> str | None:
+    """The backend of the index in ``path``, or None when there is no index there."""
+    for name, marker in MARKERS.items():
+        if (Path(path) / marker).exists():
+            return name
+    return None
+
+
+def is_index_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds an index of any backend."""
+    return backend_of(path) is not None
+
+
+def _backend_class(name: str):
+    if name == "local":
+        from .local import LocalIndex
+
+        return LocalIndex
+    if name == "qdrant":
+        from .qdrant import QdrantIndex
+
+        return QdrantIndex
+    raise InputError(f"unknown backend {name!r}: use one of {', '.join(MARKERS)}")
+
+
+class Index(QueryInput, abc.ABC):
+    """A SPLADE index: add / upsert / delete documents, commit, search with filters and explanations.
+
+    ``Index.create(path, encoder=None, backend="local" | "qdrant", **options)`` makes one and
+    ``Index.open(path, encoder=None, **options)`` opens one of either backend.
+    """
+
+    backend: str = ""
+    path: Path
+
+    # ------------------------------------------------------------------ the one entry
+    @classmethod
+    def create(cls, path: str | os.PathLike, encoder=None, *, backend: str | None = None, **options) -> Index:
+        """A new index in ``path`` bound to ``encoder`` (a SpladeEncoder, a model name or path, or None for the
+        bundled model). Options belong to the backend (local: ``compact``; qdrant: ``url``, ``client``,
+        ``collection``, ``api_key``, ``on_disk``); one it does not know is refused."""
+        if cls is Index:
+            cls = _backend_class(backend or "local")
+        elif backend is not None and backend != cls.backend:
+            raise InputError(f"{cls.__name__} is the {cls.backend} backend, not {backend!r}")
+        path = Path(path)
+        if is_index_folder(path):
+            raise InputError(f"{path} already holds an index: use Index.open")
+        if path.exists() and not path.is_dir():
+            raise InputError(f"{path} exists and is not a folder")
+        unknown = set(options) - set(inspect.signature(cls._create).parameters)
+        if unknown:
+            raise InputError(f"the {cls.backend} backend does not take {', '.join(sorted(unknown))}")
+        return cls._create(path, encoder, **options)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, encoder=None, **options) -> Index:
+        """Open the index in ``path`` (any backend); ``encoder``, when given, must be the model that built it."""
+        path = Path(path)
+        found = backend_of(path)
+        if found is None:
+            raise InputError(f"{path}: no index here (missing {' or '.join(MARKERS.values())})")
+        impl = _backend_class(found) if cls is Index else cls
+        if impl.backend != found:
+            raise InputError(f"{path} holds a {found} index, not a {impl.backend} one")
+        idx = impl._open(path, **options)
+        if encoder is not None:
+            idx.bind_encoder(encoder)
+        return idx
+
+    @classmethod
+    @abc.abstractmethod
+    def _create(cls, path: Path, encoder, **options) -> Index: ...
+
+    @classmethod
+    @abc.abstractmethod
+    def _open(cls, path: Path, **options) -> Index: ...
+
+    def _init_model(self) -> None:
+        self._encoder = None
+        self._query_encoder = None
+        self._encoder_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ model
+    @property
+    @abc.abstractmethod
+    def model(self) -> dict:
+        """The recorded model: name, path, weights_sha256, max_length, pooling, activation, vocab_size, mode."""
+
+    @property
+    def dim(self) -> int:
+        return int(self.model["vocab_size"])
+
+    @property
+    @abc.abstractmethod
+    def vocab(self) -> list[str]: ...
+
+    @property
+    def encoder(self):
+        """The document encoder (torch SpladeEncoder) of the recorded model, loaded on first use."""
+        if self._encoder is None:
+            with self._encoder_lock:  # concurrent first writes or searches load it once
+                if self._encoder is None:
+                    from ..encode import SpladeEncoder
+
+                    enc = SpladeEncoder.load(model_source(self.model))
+                    check_same_model(self.model, enc.info(), str(self.path))
+                    self._encoder = enc
+        return self._encoder
+
+    def bind_encoder(self, encoder) -> None:
+        """Use ``encoder`` (an object, a name or a path) for this index, after checking it is the recorded model."""
+        full, light = resolve_model(encoder)
+        check_same_model(self.model, (full or light).info(), str(self.path))
+        if full is not None:
+            self._encoder = full
+        self._query_encoder = light
+
+    # ------------------------------------------------------------------ writing
+    def add(self, ids, texts, metadata=None, batch_size: int = 32, show_progress: bool = False) -> None:
+        """Encode ``texts`` with the index's model and add them; an id already present is an error (use
+        ``upsert``). Visible after ``commit()``."""
+        self._write(ids, None, texts, metadata, False, batch_size, show_progress)
+
+    def add_vectors(self, ids, vectors, texts=None, metadata=None) -> None:
+        """Add precomputed vectors of this index's model: SparseVectors, a scipy sparse matrix or a torch sparse
+        tensor (rows in the order of ``ids``)."""
+        self._write(ids, vectors, texts, metadata, False)
+
+    def upsert(self, ids, texts, metadata=None, batch_size: int = 32, show_progress: bool = False) -> None:
+        """Add documents, replacing any with the same id."""
+        self._write(ids, None, texts, metadata, True, batch_size, show_progress)
+
+    def upsert_vectors(self, ids, vectors, texts=None, metadata=None) -> None:
+        """``add_vectors`` that replaces documents with the same id."""
+        self._write(ids, vectors, texts, metadata, True)
+
+    def _write(self, ids, vectors, texts, metadata, upsert: bool, batch_size=32, show_progress=False) -> None:
+        ids = check_ids(ids)
+        if vectors is None:
+            texts = check_texts(texts, len(ids))
+        else:
+            vectors = SparseVectors.coerce(vectors, "vectors")
+            self._check_vectors(vectors, "vectors")
+            if len(vectors) != len(ids):
+                raise InputError(f"{len(ids)} ids but {len(vectors)} vectors")
+            self._check_weights(vectors)
+        records = encode_records(ids, texts, metadata)
+        if not ids:
+            return
+        self._begin_write()
+        if not upsert:
+            clash = self._present(ids)
+            if clash:
+                first = next(x for x in ids if x in clash)
+                raise InputError(
+                    f"{len(clash)} id(s) already in the index (first: {first!r}); use upsert to replace them"
+                )
+        if vectors is None:
+            vectors = self.encoder.encode_documents(
+                list(texts), batch_size=batch_size, show_progress=show_progress
+            )
+        self._apply(ids, vectors, records, upsert)
+
+    def _begin_write(self) -> None:
+        """Called before a write checks ids (the local backend takes its write lock here)."""
+
+    def _check_weights(self, vectors: SparseVectors) -> None:
+        """Backend limits on weights (the local compact format holds non-negative weights only)."""
+
+    @abc.abstractmethod
+    def _present(self, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` that the index holds (pending writes included)."""
+
+    @abc.abstractmethod
+    def _apply(
+        self, ids: list[str], vectors: SparseVectors, records: list[bytes | None], upsert: bool
+    ) -> None:
+        """Store validated, encoded documents (``records`` from ``validate.encode_records``)."""
+
+    @abc.abstractmethod
+    def delete(self, ids) -> None:
+        """Delete documents by id; unknown ids are an error and nothing is deleted."""
+
+    @abc.abstractmethod
+    def commit(self, merge: bool = True) -> None:
+        """Make every change since the last commit durable and visible."""
+
+    @abc.abstractmethod
+    def refresh(self) -> bool:
+        """See the latest commit of other writers; True if it changed."""
+
+    @abc.abstractmethod
+    def optimize(self) -> None:
+        """Commit, then bring the index into its fastest shape for search."""
+
+    @property
+    @abc.abstractmethod
+    def has_changes(self) -> bool: ...
+
+    # For long-lived processes that write now and then (``spladekit serve``). A backend without a write lock or
+    # pending state (Qdrant applies each write at once) keeps these defaults.
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this object holds the index's write lock now."""
+        return False
+
+    def writing(self, wait: float = 0.0):
+        """A context manager for one batch of writes: committed at the end of the block; where the backend has
+        a write lock, it is held only for the block (waiting up to ``wait`` seconds for another writer)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def block():
+            yield self
+            self.commit()
+
+        return block()
+
+    def release_lock(self) -> None:
+        """Let other writers in (no-op where the backend has no write lock)."""
+
+    def rollback(self) -> None:
+        """Discard uncommitted changes (no-op where every write is applied at once)."""
+
+    def refresh_if_changed(self) -> bool:
+        """``refresh()`` when another writer committed since the last look; cheap enough for every request."""
+        return self.refresh()
+
+    # ------------------------------------------------------------------ reading
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and bool(doc_id) and bool(self._committed([doc_id]))
+
+    def _committed(self, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` of committed documents (default: ``_present``)."""
+        return self._present(ids)
+
+    @abc.abstractmethod
+    def get(self, doc_id: str) -> dict | None:
+        """The committed document ``{"id", "text", "metadata"}``, or None."""
+
+    @abc.abstractmethod
+    def ids(self) -> list[str]:
+        """Ids of every committed document."""
+
+    @abc.abstractmethod
+    def vectors(self, ids) -> SparseVectors:
+        """Stored vectors of committed documents, in the order of ``ids``; an unknown id is an error."""
+
+    def vector(self, doc_id: str) -> SparseVectors | None:
+        """The stored vector of one document, or None."""
+        return self.vectors([doc_id]) if doc_id in self else None
+
+    @abc.abstractmethod
+    def iter_documents(self, batch: int = ITER_BATCH) -> Iterator[DocumentBatch]:
+        """Every committed document in batches of ids, vectors, texts and metadata."""
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        query,
+        k: int = 10,
+        filter: Mapping | None = None,
+        explain: bool = False,
+        with_text: bool = False,
+        approx: bool | float = False,
+    ) -> list[SearchHit]:
+        """Top-``k`` documents by dot product with ``query`` (text, a 1-row vector, or ``{token: weight}``),
+        best first; exact unless ``approx``.
+
+        ``filter``: ``{"field": value}`` or ``{"field": {"$in": [...]}}`` on metadata, applied inside the search, so
+        ``k`` hits come back whenever ``k`` matching documents score above zero. ``approx``: keep only the
+        heaviest query terms holding this share of the query weight (True = 0.8); see ``measure_approx``.
+        """
+        k = check_k(k)
+        flt = self._prepare_filter(filter)  # a bad filter fails before the query is encoded
+        qs = prune_queries([self._query(query)], approx)
+        return self._search(qs, k, flt, explain, with_text, 1)[0]
+
+    def search_batch(
+        self,
+        queries,
+        k: int = 10,
+        filter: Mapping | None = None,
+        threads: int | None = None,
+        explain: bool = False,
+        with_text: bool = False,
+        approx: bool | float = False,
+    ) -> list[list[SearchHit]]:
+        """``search`` for many queries (texts encoded in one batch, SparseVectors rows or dicts), ``threads`` at
+        a time (default: every core)."""
+        k = check_k(k)
+        flt = self._prepare_filter(filter)
+        qs = prune_queries(self._queries(queries), approx)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise InputError(f"threads must be a positive integer, got {threads!r}")
+        return self._search(qs, k, flt, explain, with_text, threads or os.cpu_count() or 1)
+
+    @abc.abstractmethod
+    def _prepare_filter(self, filter: Mapping | None) -> Any:
+        """The backend's form of a filter, validated (``filters.parse_filter``)."""
+
+    @abc.abstractmethod
+    def _search(
+        self,
+        qs: list[tuple[np.ndarray, np.ndarray]],
+        k: int,
+        flt: Any,
+        explain: bool,
+        with_text: bool,
+        threads: int,
+    ) -> list[list[SearchHit]]: ...
+
+    def measure_approx(self, queries, k: int = 10, approx: bool | float = True, sample: int = 100) -> dict:
+        """Recall@k of approximate search against exact search on (a sample of) ``queries``, and both timings."""
+        return measure_recall(self, queries, k, approx, sample)
+
+    # ------------------------------------------------------------------ info / lifecycle
+    @abc.abstractmethod
+    def info(self) -> dict:
+        """Documents, storage, bytes on disk and the model."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,205 @@
+"""`LocalIndex`: the embedded backend, an editable SPLADE index on disk with exact top-k search.
+
+Layout of an index folder: ``manifest.json`` (the committed state), ``vocab.txt`` (the model's tokens),
+``write.lock`` (held by the single writer) and one ``seg_NNNNNN/`` folder per immutable segment (see
+``segment.py``). Reading and search are in ``reading.py``, writing, commits and merges in ``writing.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from ...encode.choose import model_record, resolve_model
+from ...errors import DataFormatError, InputError, SpladekitError
+from ...io import atomic_write
+from ..base import Index
+from .lock import WriteLock
+from .reading import LocalReading
+from .segment import Segment
+from .writing import FLUSH_POSTINGS, MANIFEST, LocalWriting
+
+VOCAB = "vocab.txt"
+
+
+class LocalIndex(LocalReading, LocalWriting, Index):
+    """An embedded SPLADE index: immutable segments + tombstones, one writer, many readers, atomic commits."""
+
+    backend = "local"
+
+    def __init__(self, path: Path, manifest: dict, vocab: list[str]) -> None:
+        self.path = Path(path)
+        self._manifest = manifest
+        self._vocab = vocab
+        self._init_model()
+        self._segments: tuple[Segment, ...] = ()
+        self._id_map = None
+        self._lock = WriteLock(self.path)
+        self._wlock = threading.RLock()
+        self._pending: list = []
+        self._pending_ids: dict[str, tuple[int, int]] = {}
+        self._pending_dropped: set[tuple[int, int]] = set()
+        self._pending_deletes: dict[str, set[int]] = {}
+        self._flushed: list[dict] = []
+        self._closed = False
+        self._manifest_seen: tuple[int, int, int] | None = None  # (mtime_ns, inode, size) at the last refresh
+        self.flush_postings = FLUSH_POSTINGS
+        self._load_segments(manifest)
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def _create(cls, path: Path, encoder=None, *, compact: bool = False) -> LocalIndex:
+        """A new index folder. ``compact=True`` stores 8-bit per-term quantised weights (about half the bytes;
+        scores approximate)."""
+        if path.is_dir() and any(path.iterdir()):
+            raise InputError(f"{path} is not empty: create an index in a new or empty folder")
+        full, light = resolve_model(encoder)
+        enc = full or light
+        made_folder = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            vocab = list(enc.vocab)
+            atomic_write(path / VOCAB, "\n".join(vocab), durable=True)
+            manifest = {
+                "format": 1,
+                "backend": "local",
+                "generation": 0,
+                "model": model_record(enc),
+                "dim": int(enc.vocab_size),
+                "compact": bool(compact),
+                "next_segment": 1,
+                "segments": [],
+                "created": time.time(),
+            }
+            idx = cls(path, manifest, vocab)
+            idx._encoder, idx._query_encoder = full, light
+            idx._acquire_lock(refresh=False)
+            idx._write_manifest(manifest)
+        except BaseException:
+            if made_folder:  # a failed create leaves nothing behind
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                for p in path.iterdir():
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            raise
+        return idx
+
+    @classmethod
+    def _open(cls, path: Path) -> LocalIndex:
+        """Open an existing index for reading (and writing: the lock is taken on the first write)."""
+        manifest = cls._read_manifest(path)
+        try:
+            vocab = (path / VOCAB).read_text(encoding="utf-8").split("\n")
+        except OSError as e:
+            raise DataFormatError(str(path / VOCAB), None, f"unreadable vocabulary ({e.strerror})") from None
+        return cls(path, manifest, vocab)
+
+    @staticmethod
+    def _read_manifest(path: Path) -> dict:
+        try:
+            return json.loads((path / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataFormatError(str(path / MANIFEST), None, f"unreadable manifest ({e})") from None
+
+    def _load_segments(self, manifest: dict) -> None:
+        old = {s.name: s for s in self._segments}
+        segs = []
+        for entry in manifest["segments"]:
+            base = old.get(entry["name"]) or Segment.load(self.path / entry["name"])
+            if base.deleted_file != entry.get("deleted"):
+                base = base.with_deletes(entry.get("deleted"))
+            segs.append(base)
+        self._segments = tuple(segs)
+        self._manifest = manifest
+        self._id_map = None
+
+    def refresh(self) -> bool:
+        """See the latest commit (readers call this to pick up other writers' work); True if it changed."""
+        with self._wlock:
+            for attempt in range(5):
+                manifest = self._read_manifest(self.path)
+                if manifest["generation"] == self._manifest["generation"]:
+                    return False
+                try:
+                    self._load_segments(manifest)
+                    return True
+                except FileNotFoundError:  # a newer commit removed files of the one just read: read again
+                    time.sleep(0.01 * (attempt + 1))
+        raise SpladekitError(f"{self.path}: the index changed too fast to refresh; try again")
+
+    def refresh_if_changed(self) -> bool:
+        """``refresh()`` only when ``manifest.json`` changed since this object last looked: one ``os.stat`` when
+        nothing changed, so a server can call it on every request. True if a newer commit was loaded.
+
+        Never waits behind a write of this object in another thread (it returns False and looks again on the
+        next call); this object's own commits are already loaded.
+        """
+        try:
+            st = os.stat(self.path / MANIFEST)
+        except OSError:
+            return False
+        seen = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if seen == self._manifest_seen:
+            return False
+        if not self._wlock.acquire(blocking=False):
+            return False
+        try:
+            if self._closed:
+                return False
+            changed = self.refresh()
+            self._manifest_seen = seen  # stat taken before the read: a later change is seen on the next call
+            return changed
+        finally:
+            self._wlock.release()
+
+    # ------------------------------------------------------------------ model
+    @property
+    def model(self) -> dict:
+        return dict(self._manifest["model"])
+
+    @property
+    def dim(self) -> int:
+        return int(self._manifest["dim"])
+
+    @property
+    def vocab(self) -> list[str]:
+        return self._vocab
+
+    # ------------------------------------------------------------------ info / lifecycle
+    def info(self) -> dict:
+        """Documents, segments, postings, bytes on disk and the model of the committed state."""
+        seg_files = [f for s in self._segments for f in s.files()]
+        seg_size = sum(f.stat().st_size for f in seg_files if f.exists())
+        size = seg_size + sum(
+            f.stat().st_size for f in (self.path / MANIFEST, self.path / VOCAB) if f.exists()
+        )
+        postings = sum(int(e["nnz"]) for e in self._manifest["segments"])
+        return {
+            "path": str(self.path),
+            "backend": "local",
+            "documents": len(self),
+            "deleted": sum(s.n_deleted for s in self._segments),
+            "segments": len(self._segments),
+            "postings": postings,
+            "bytes_on_disk": size,
+            # segment files only: the vocabulary file is a fixed cost, not a per-posting one
+            "bytes_per_posting": seg_size / postings if postings else None,
+            "compact": self._manifest["compact"],
+            "generation": self._manifest["generation"],
+            "model": self.model,
+        }
+
+    def close(self) -> None:
+        """Release the write lock; uncommitted changes are discarded."""
+        with self._wlock:
+            self._pending, self._pending_ids, self._pending_dropped = [], {}, set()
+            self._pending_deletes = {}
+            self._lock.release()
+            self._closed = True
+
+    def __repr__(self) -> str:
+        return f"LocalIndex({str(self.path)!r}, documents={len(self)}, segments={len(self._segments)})"
