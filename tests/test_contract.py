@@ -124,6 +124,12 @@ def test_contract_promises(tmp_path, backend):
             idx.add_vectors(["z"], [[1.0]])
         with pytest.raises(InputError, match="dimension"):
             idx.add_vectors(["z"], sp.csr_matrix(np.ones((1, 10), np.float32)))
+        want = [h.id for h in idx.search(v[0], k=3)]
+        assert [h.id for h in idx.search(v[0].to_scipy(), k=3)] == want
+        assert [h.id for h in idx.search(v[0].to_torch(), k=3)] == want
+        assert [[h.id for h in hs] for hs in idx.search_batch(v.to_scipy(), k=3)][0] == want
+        with pytest.raises(InputError, match="sparse vectors"):
+            idx.search(np.ones(3))
         with idx.writing(wait=1):
             idx.upsert_vectors(["d"], v[np.arange(1)])
         assert "d" in idx and len(idx) == 4

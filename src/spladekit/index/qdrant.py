@@ -236,7 +236,12 @@ class QdrantIndex(Index):
         )
 
     def commit(self, merge: bool = True) -> None:
-        """Nothing to do: each write was acknowledged by Qdrant, and Qdrant merges its segments itself."""
+        """Nothing to do: each write was acknowledged by Qdrant, and Qdrant's optimizer merges its segments
+        itself, so ``merge=False`` cannot be honoured and is refused."""
+        if not merge:
+            raise InputError(
+                "the qdrant backend merges its segments itself (Qdrant's optimizer): merge=False"
+            )
 
     def refresh(self) -> bool:
         """Nothing to do: Qdrant always serves its latest state."""

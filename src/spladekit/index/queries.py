@@ -49,31 +49,42 @@ class QueryInput:
             )
 
     def _query(self, query) -> tuple[np.ndarray, np.ndarray]:
-        """One query as contiguous (int32 term ids, float32 weights)."""
+        """One query (text, ``{token: weight}``, or a 1-row SparseVectors / scipy / torch sparse vector) as
+        contiguous (int32 term ids, float32 weights)."""
         if isinstance(query, str):
             v = self.query_encoder.encode_queries([query])
-        elif isinstance(query, SparseVectors):
-            self._check_vectors(query, "query vectors")
-            if len(query) != 1:
-                raise InputError(f"a query must be one vector, got {len(query)} (use search_batch for many)")
-            v = query
         elif isinstance(query, Mapping):
             v = SparseVectors.from_dicts([query], self.vocab, self.dim)
         else:
-            raise InputError(
-                f"query must be a string, a 1-row SparseVectors or a {{token: weight}} dict, got {type(query).__name__}"
-            )
+            v = self._query_vectors(query, "query")
+            if len(v) != 1:
+                raise InputError(f"a query must be one vector, got {len(v)} (use search_batch for many)")
         t, w = v.row(0)
         return np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32)
 
+    def _query_vectors(self, vectors, what: str) -> SparseVectors:
+        """Query vectors in any sparse form, checked against this index's model."""
+        try:
+            v = SparseVectors.coerce(vectors, what)
+        except InputError:
+            raise InputError(
+                f"{what} must be a string, a {{token: weight}} dict, or sparse vectors (SparseVectors, scipy or "
+                f"torch sparse), got {type(vectors).__name__}"
+            ) from None
+        self._check_vectors(v, f"{what} vectors")
+        return v
+
     def _queries(self, queries) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Many queries; the strings among them are encoded in one batch."""
-        if isinstance(queries, SparseVectors):
-            self._check_vectors(queries, "query vectors")
-            rows = [queries.row(i) for i in range(len(queries))]
+        """Many queries: sparse vectors (one row each), or a list of texts / dicts / 1-row vectors; the texts
+        among them are encoded in one batch."""
+        if isinstance(queries, str) or isinstance(queries, Mapping):
+            raise InputError(
+                "queries must be a list of strings / dicts, or sparse vectors (one row per query)"
+            )
+        if not isinstance(queries, Sequence):
+            v = self._query_vectors(queries, "queries")
+            rows = [v.row(i) for i in range(len(v))]
         else:
-            if isinstance(queries, str) or not isinstance(queries, Sequence):
-                raise InputError("queries must be a list of strings / dicts, or a SparseVectors")
             queries = list(queries)
             rows: list = [None] * len(queries)
             texts = [i for i, q in enumerate(queries) if isinstance(q, str)]

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError, SpladekitError
-from . import shards as S
+from . import shards
 from .slices import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards, read_slice, resolve_input
 
 
@@ -53,8 +53,8 @@ class ShardEncoder:
         self.input_path = Path(job.input_path)
         self.fmt = job.fmt
         self.output = Path(job.output)
-        if not (self.output / S.VOCAB).is_file():
-            S.write_vocab(self.output, self.encoder.vocab)
+        if not (self.output / shards.VOCAB).is_file():
+            shards.write_vocab(self.output, self.encoder.vocab)
 
     def __call__(self, batch: dict) -> dict:
         result: dict[str, list] = {
@@ -68,7 +68,7 @@ class ShardEncoder:
         }
         for i in range(len(batch["number"])):
             plan = ShardPlan(*(int(batch[k][i]) for k in ("number", "start", "rows", "offset", "line")))
-            name = S.shard_name(plan.number)
+            name = shards.shard_name(plan.number)
             nnz = truncated = 0
             error = ""
             try:
@@ -80,7 +80,7 @@ class ShardEncoder:
                     max_active_dims=self.max_active_dims,
                 )
                 truncated = self.encoder.last_report.truncated
-                S.write_shard(
+                shards.write_shard(
                     self.output / name,
                     [r[0] for r in records],
                     vectors,
@@ -188,7 +188,7 @@ def encode_with_ray(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a folder (--ray writes a folder of parquet shards)")
-    if output.is_dir() and not S.is_shards_folder(output) and any(output.iterdir()):
+    if output.is_dir() and not shards.is_shards_folder(output) and any(output.iterdir()):
         raise InputError(f"{output}: folder is not empty and holds no shards: pick a new output folder")
     kind = "query" if query else "document"
     info = _model_info(model, mode)
@@ -203,8 +203,8 @@ def encode_with_ray(
         "max_active_dims": max_active_dims,
     }
     done: dict[str, dict] = {}
-    if S.is_shards_folder(output):
-        old = S.read_manifest(output)
+    if shards.is_shards_folder(output):
+        old = shards.read_manifest(output)
         diff = [k for k, v in settings.items() if old.get("settings", {}).get(k) != v]
         if diff:
             raise InputError(
@@ -215,7 +215,7 @@ def encode_with_ray(
     if not plans:
         raise InputError(f"{src}: no records to encode")
     manifest = {
-        "format": S.FORMAT,
+        "format": shards.FORMAT,
         "kind": kind,
         "dim": info["vocab_size"],
         "model": info,
@@ -226,8 +226,8 @@ def encode_with_ray(
         "shards": sorted(done.values(), key=lambda s: s["name"]),
         "complete": False,
     }
-    todo = [p for p in plans if S.shard_name(p.number) not in done]
-    S.write_manifest(output, manifest)
+    todo = [p for p in plans if shards.shard_name(p.number) not in done]
+    shards.write_manifest(output, manifest)
     skipped = len(plans) - len(todo)
     if todo:
         job = EncodeJob(
@@ -243,7 +243,7 @@ def encode_with_ray(
         )
         _run(job, todo, manifest, address=address, num_workers=num_workers, verbose=verbose)
     manifest["complete"] = len(manifest["shards"]) == len(plans)
-    S.write_manifest(output, manifest)
+    shards.write_manifest(output, manifest)
     if verbose:
         rows = sum(s["rows"] for s in manifest["shards"])
         print(
@@ -294,7 +294,7 @@ def _run(
                 [s for s in manifest["shards"] if s["name"] != entry["name"]] + [entry],
                 key=lambda s: s["name"],
             )
-            S.write_manifest(output, manifest)
+            shards.write_manifest(output, manifest)
         if errors:
             more = f" (and {len(errors) - 1} more shard errors)" if len(errors) > 1 else ""
             raise InputError(errors[0] + more)
