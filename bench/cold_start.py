@@ -53,7 +53,7 @@ def main() -> None:
     systems = [("spladekit", ROOT / "src", False)]
     if a.reference is not None:
         systems.append(("reference", a.reference.resolve(), a.reference_old_cli))
-    for name, args in commands(a.index, False).items():
+    for args in commands(a.index, False).values():
         time_runs(args, ROOT / "src", 1)  # warm the disk cache (and numba's on-disk kernel cache)
     medians: dict[tuple[str, str], float] = {}
     for system, src, old in systems:
