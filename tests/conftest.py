@@ -18,6 +18,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def light_encoder():
+    """The bundled splade-tiny as the numpy encoder (no torch): enough for tests that bring their own vectors."""
+    from spladekit.encode.lite import load_lite
+
+    return load_lite()
+
+
+@pytest.fixture(scope="session")
 def encoder():
     """The bundled splade-tiny encoder."""
     from spladekit import SpladeEncoder

@@ -51,14 +51,15 @@ def rng():
 
 
 @pytest.fixture(scope="module")
-def small(encoder, tmp_path_factory, rng):
-    """A committed index of 3,000 random documents across three segments with text and metadata."""
-    dim = encoder.vocab_size
+def small(light_encoder, tmp_path_factory, rng):
+    """A committed index of 3,000 random documents across three segments with text and metadata (the model is
+    recorded through the numpy encoder: random vectors need no torch)."""
+    dim = light_encoder.vocab_size
     docs = rand_vectors(rng, 3000, dim, 60)
     ids = [f"doc{i}" for i in range(3000)]
     meta = [{"group": i % 7, "lang": ["en", "fr", "de"][i % 3]} for i in range(3000)]
     path = tmp_path_factory.mktemp("idx") / "small"
-    idx = Index.create(path, encoder)
+    idx = Index.create(path)
     for s in range(0, 3000, 1000):
         idx.add_vectors(
             ids[s : s + 1000],

@@ -40,7 +40,7 @@ def create_app(
     ``lock_wait``: seconds a write request waits while another process (``spladekit index``) holds the index's
     write lock before answering 503; the server itself holds the lock only while a write request commits.
     """
-    from ..index import Index, IndexLockedError
+    from ..index import Index, IndexLockedError, is_index_folder
 
     if protect not in ("writes", "all"):
         raise InputError(f"protect must be 'writes' or 'all', got {protect!r}")
@@ -49,11 +49,10 @@ def create_app(
     owns = False
     if isinstance(index, (str, os.PathLike)):
         path = Path(index)
-        has_index = (path / "manifest.json").is_file() or (path / "qdrant.json").is_file()
+        has_index = is_index_folder(path)
         if not has_index and create:
             index = Index.create(path)
-            if hasattr(index, "release_lock"):  # taken by create; write requests take it again, one at a time
-                index.release_lock()
+            index.release_lock()  # taken by create; write requests take it again, one at a time
         elif not has_index:
             raise InputError(f"{path}: no index here (build one with `spladekit index`, or pass --create)")
         else:

@@ -57,11 +57,8 @@ class Service:
         if now - self._last_look < REFRESH_INTERVAL:
             return
         self._last_look = now
-        refresh_if_changed = getattr(self.index, "refresh_if_changed", None)
-        if refresh_if_changed is None:  # a Qdrant-backed index reads the live collection
-            return
         try:
-            refresh_if_changed()
+            self.index.refresh_if_changed()  # every backend has it (Qdrant: nothing to do)
         except SpladekitError as e:  # keep serving the commit in hand; the next request tries again
             self._last_look = float("-inf")
             log.warning("could not refresh the index: %s", e)
@@ -79,13 +76,8 @@ class Service:
                 f"earlier write requests to this server (pid {os.getpid()}) are running", self.lock_wait
             )
         try:
-            writing = getattr(self.index, "writing", None)
-            if writing is None:  # a Qdrant-backed index has no file lock; its commit is a no-op
-                yield
-                self.index.commit()
-                return
-            try:
-                with writing(wait=max(0.0, deadline - time.monotonic())):
+            try:  # every backend has `writing` (Qdrant: no lock, the commit at the end is a no-op)
+                with self.index.writing(wait=max(0.0, deadline - time.monotonic())):
                     yield
             except IndexLockedError as e:
                 raise _busy(

@@ -206,7 +206,8 @@ class LocalWriting:
             records.extend(p.records[r] for r in keep)
         self._pending, self._pending_ids, self._pending_dropped = [], {}, set()
         if ids:
-            self._flushed.append(self._write_segment(ids, SparseVectors.concat(parts), records))
+            v = parts[0] if len(parts) == 1 else SparseVectors.concat(parts)  # no copy of a lone batch
+            self._flushed.append(self._write_segment(ids, v, records))
 
     def _write_segment(self, ids: list[str], v: SparseVectors, records: list[bytes | None]) -> dict:
         """A new segment folder with these documents; its manifest entry (plus the ids)."""
