@@ -53,6 +53,13 @@ def test_reindex_removes_deleted_source_files_and_delete_command(tmp_path):
     (src / "cat.txt").unlink()
     r = runner.invoke(app, ["index", str(src), "-i", str(ix), "--keep-missing"])
     assert r.exit_code == 0 and "0 removed; 2 documents" in r.output and "kept 1" in r.output, r.output
+    # info: bytes per posting counts the posting files only, not the fixed costs (vocabulary, per-term tables)
+    r = runner.invoke(app, ["info", "-i", str(ix), "--json"])
+    info = json.loads(r.output)
+    assert info["bytes_per_posting"] * info["postings"] + info["bytes_other"] == pytest.approx(
+        info["bytes_on_disk"]
+    )
+    assert info["bytes_per_posting"] < 0.1 * info["bytes_on_disk"] / info["postings"]
     # spladekit delete
     r = runner.invoke(app, ["delete", "cat.txt", "-i", str(ix)])
     assert r.exit_code == 0 and "deleted 1" in r.output, r.output

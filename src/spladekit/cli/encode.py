@@ -40,6 +40,7 @@ def inspect_cmd(
 
     truncated = enc.last_report.truncated
     table = Table(
+        min_width=44,
         title=f"{'query' if query else 'document'}: {active} active terms ({enc.name})",
         caption=(f"truncated at {enc.max_length} tokens; " if truncated else "")
         + f"encoder: {type(enc).__name__}",

@@ -282,9 +282,13 @@ def info_cmd(
             ("weights", "8-bit per-term quantised" if info.get("compact") else "float32"),
         ]
     if info.get("bytes_on_disk") is not None:
-        lines.append(
-            ("bytes on disk", f"{info['bytes_on_disk']:,}" + (f" ({bpp:.2f} per posting)" if bpp else ""))
+        other = info.get("bytes_other")
+        detail = (
+            f" (postings {bpp:.2f} B each; {other:,} B vocabulary, per-term tables, ids, texts)"
+            if bpp
+            else ""
         )
+        lines.append(("bytes on disk", f"{info['bytes_on_disk']:,}{detail}"))
     lines.append(("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"))
     for key, val in lines:
         typer.echo(f"{key:>14}: {val}")

@@ -24,6 +24,8 @@ from .segment import Segment
 from .writing import FLUSH_POSTINGS, MANIFEST, LocalWriting
 
 VOCAB = "vocab.txt"
+# Segment files whose size grows with the number of postings.
+POSTING_FILES = ("docs.npy", "weights.npy")
 
 
 class LocalIndex(LocalReading, LocalWriting, Index):
@@ -172,11 +174,12 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     # ------------------------------------------------------------------ info / lifecycle
     def info(self) -> dict:
         """Documents, segments, postings, bytes on disk and the model of the committed state."""
-        seg_files = [f for s in self._segments for f in s.files()]
-        seg_size = sum(f.stat().st_size for f in seg_files if f.exists())
-        size = seg_size + sum(
-            f.stat().st_size for f in (self.path / MANIFEST, self.path / VOCAB) if f.exists()
-        )
+        files = [f for s in self._segments for f in s.files()] + [self.path / MANIFEST, self.path / VOCAB]
+        sizes = {f: f.stat().st_size for f in files if f.exists()}
+        size = sum(sizes.values())
+        # what grows with the postings (document offsets, weights); the rest is fixed per index or segment
+        # (vocabulary, per-term tables) or the document store
+        posting_bytes = sum(n for f, n in sizes.items() if f.name in POSTING_FILES)
         postings = sum(int(e["nnz"]) for e in self._manifest["segments"])
         return {
             "path": str(self.path),
@@ -186,8 +189,8 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             "segments": len(self._segments),
             "postings": postings,
             "bytes_on_disk": size,
-            # segment files only: the vocabulary file is a fixed cost, not a per-posting one
-            "bytes_per_posting": seg_size / postings if postings else None,
+            "bytes_per_posting": posting_bytes / postings if postings else None,
+            "bytes_other": size - posting_bytes,
             "compact": self._manifest["compact"],
             "generation": self._manifest["generation"],
             "model": self.model,
