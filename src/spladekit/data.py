@@ -34,8 +34,10 @@ def parse_json_line(line: str | bytes, path: str, lineno: int | None) -> dict:
     """One JSONL line as a JSON object, or a DataFormatError naming the file and line."""
     try:
         obj = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataFormatError(path, lineno, f"invalid JSON ({getattr(e, 'msg', e)})") from None
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, lineno, f"not UTF-8 text (bad byte at column {e.start + 1})") from None
     if not isinstance(obj, dict):
         raise DataFormatError(path, lineno, "expected a JSON object")
     return obj
@@ -105,9 +107,14 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\n\r")
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\n\r")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(
+                    str(path), lineno, f"not UTF-8 text (bad byte at column {e.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             parts = line.split("\t")

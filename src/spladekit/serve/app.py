@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError, SpladekitError
+from .jsonsafe import SafeJSONResponse, safe_validation_errors
 from .limits import Limits
 from .middleware import ApiKeyGuard, BodyLimit
 from .routes import ROUTERS
@@ -73,26 +75,36 @@ def create_app(
         title="spladekit",
         version=_version(),
         description="Learned sparse retrieval with SPLADE: search, documents, encoding.",
+        default_response_class=SafeJSONResponse,
     )
     app.state.service = svc
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     guard = ApiKeyGuard(api_key, protect)
     guard.install(app)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the input, and NaN/Infinity or a lone surrogate in it made that a 500.
+        return SafeJSONResponse({"detail": safe_validation_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(SpladekitError)
     async def _user_error(request: Request, exc: SpladekitError):
         if isinstance(exc, IndexLockedError):  # the write path answers 503 itself; this is a safety net
-            return JSONResponse(
+            return SafeJSONResponse(
                 {"detail": f"{exc}; retry later"}, status_code=503, headers={"Retry-After": "1"}
             )
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return SafeJSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):
         # One line for the client; the traceback goes to the server log.
         logging.getLogger("spladekit.serve").exception("internal error on %s", request.url.path)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {first}"}, status_code=500)
+        return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}: {first}"}, status_code=500)
 
     for routes in ROUTERS:
         app.include_router(routes(svc, guard))

@@ -37,6 +37,25 @@ def check_text(text: str, what: str, limits: Limits) -> None:
         )
 
 
+def check_unicode(value, what: str) -> None:
+    """Refuse text that is not valid Unicode: JSON may carry a lone surrogate (``"\\ud800"``), which the
+    tokenizer and the document store cannot take."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise refuse(
+                422, f"{what} is not valid Unicode: a lone surrogate at position {e.start} of {value[:40]!r}"
+            ) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_unicode(k, f"{what} (a key)")
+            check_unicode(v, f"{what}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_unicode(v, f"{what}[{i}]")
+
+
 def check_batch(n: int, what: str, limits: Limits) -> None:
     if n > limits.max_batch:
         raise refuse(422, f"{n} {what} in one request; the limit is max_batch={limits.max_batch}")

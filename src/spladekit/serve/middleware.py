@@ -91,7 +91,12 @@ class ApiKeyGuard:
     def matches(self, given: str | None) -> bool:
         if self.api_key is None:
             return True
-        return given is not None and hmac.compare_digest(given.encode(), self.api_key.encode())
+        if given is None:
+            return False
+        # surrogatepass: a str that is not valid UTF-8 is refused, not an error
+        return hmac.compare_digest(
+            given.encode("utf-8", "surrogatepass"), self.api_key.encode("utf-8", "surrogatepass")
+        )
 
     def check(self, given: str | None) -> None:
         if not self.matches(given):

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from .limits import check_batch, check_text, refuse, resolve_k
+from .limits import check_batch, check_text, check_unicode, refuse, resolve_k
 from .middleware import ApiKeyGuard
 from .schemas import (
     BatchSearchIn,
@@ -46,6 +46,8 @@ def resolve_queries(svc: Service, queries: list[QueryIn], names: list[str]) -> l
             check_text(q.query, what, svc.limits)
             texts[i] = q.query
             out.append(None)
+        elif (bad_w := _bad_weight(q.vector)) is not None:
+            raise refuse(422, f"{what}: vector weight {bad_w!r} is not a finite float32 number")
         elif isinstance(q.vector, SparseIn):
             from ..sparse import SparseVectors
 
@@ -55,6 +57,9 @@ def resolve_queries(svc: Service, queries: list[QueryIn], names: list[str]) -> l
                     f"{what}: vector has {len(q.vector.indices)} indices but {len(q.vector.values)} values",
                 )
             index = svc.index
+            bad = [i for i in q.vector.indices if not 0 <= i < index.dim]
+            if bad:
+                raise refuse(422, f"{what}: vector index {bad[0]} is out of range 0..{index.dim - 1}")
             out.append(SparseVectors.from_rows([(q.vector.indices, q.vector.values)], index.dim, index.vocab))
         else:
             out.append(dict(q.vector))
@@ -62,6 +67,15 @@ def resolve_queries(svc: Service, queries: list[QueryIn], names: list[str]) -> l
         for i, vec in zip(texts, svc.batcher.encode_many(list(texts.values()))):
             out[i] = vec
     return out
+
+
+_F32_MAX = 3.4028234663852886e38
+
+
+def _bad_weight(vector) -> float | None:
+    """The first weight that is NaN, infinite or too large for float32 (the index's weights), else None."""
+    values = vector.values if isinstance(vector, SparseIn) else vector.values()
+    return next((w for w in values if not abs(w) <= _F32_MAX), None)
 
 
 def _hit(h) -> Hit:
@@ -103,6 +117,7 @@ def search_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
     def search(body: SearchIn) -> SearchOut:
         """Top-k documents for one query (text or sparse vector), optionally filtered and explained."""
         t0 = time.perf_counter()
+        check_unicode(body.model_dump(), "request")
         k = resolve_k(body, svc.limits)
         [q] = resolve_queries(svc, [body], ["query"])
         svc.maybe_refresh()
@@ -114,6 +129,7 @@ def search_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
     def search_batch(body: BatchSearchIn) -> BatchSearchOut:
         """Top-k documents for each of many queries (text queries are encoded together)."""
         t0 = time.perf_counter()
+        check_unicode(body.model_dump(), "request")
         check_batch(len(body.queries), "queries", svc.limits)
         k = resolve_k(body, svc.limits)
         qs = resolve_queries(svc, body.queries, [f"queries[{i}]" for i in range(len(body.queries))])
@@ -135,6 +151,7 @@ def document_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
     def add_documents(body: DocumentsIn) -> DocumentsOut:
         """Add (``mode="add"``) or upsert a batch; committed before the answer, visible to searches at once."""
         t0 = time.perf_counter()
+        check_unicode(body.model_dump(), "request")
         check_batch(len(body.documents), "documents", svc.limits)
         for i, d in enumerate(body.documents):
             check_text(d.text, f"documents[{i}].text", svc.limits)
@@ -186,6 +203,7 @@ def encode_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
     @router.post("/encode", response_model=EncodeOut)
     def encode(body: EncodeIn) -> EncodeOut:
         """SPLADE vectors ({token: weight}) of texts, as a query or as a document, with the index's model."""
+        check_unicode(body.model_dump(), "request")
         texts = [body.texts] if isinstance(body.texts, str) else body.texts
         check_batch(len(texts), "texts", svc.limits)
         for i, t in enumerate(texts):

@@ -18,6 +18,7 @@ from ...encode.choose import model_record, resolve_model
 from ...errors import DataFormatError, InputError, SpladekitError
 from ...io import atomic_write
 from ..base import Index
+from .integrity import file_sum, verify_file, verify_manifest, verify_sizes
 from .lock import WriteLock
 from .reading import LocalReading
 from .segment import Segment
@@ -66,6 +67,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
         try:
             vocab = list(enc.vocab)
             atomic_write(path / VOCAB, "\n".join(vocab), durable=True)
+            vocab_sum = file_sum(path / VOCAB)
             manifest = {
                 "format": 1,
                 "backend": "local",
@@ -76,6 +78,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
                 "next_segment": 1,
                 "segments": [],
                 "created": time.time(),
+                "vocab_sum": vocab_sum,
             }
             idx = cls(path, manifest, vocab)
             idx._encoder, idx._query_encoder = full, light
@@ -94,6 +97,8 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     def _open(cls, path: Path) -> LocalIndex:
         """Open an existing index for reading (and writing: the lock is taken on the first write)."""
         manifest = cls._read_manifest(path)
+        if manifest.get("vocab_sum") and (path / VOCAB).exists():
+            verify_file(path / VOCAB, manifest["vocab_sum"])
         try:
             vocab = (path / VOCAB).read_text(encoding="utf-8").split("\n")
         except OSError as e:
@@ -103,15 +108,31 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     @staticmethod
     def _read_manifest(path: Path) -> dict:
         try:
-            return json.loads((path / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataFormatError(str(path / MANIFEST), None, f"unreadable manifest ({e})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("segments"), list):
+            raise DataFormatError(str(path / MANIFEST), None, "not an index manifest")
+        verify_manifest(path / MANIFEST, manifest)
+        return manifest
 
     def _load_segments(self, manifest: dict) -> None:
         old = {s.name: s for s in self._segments}
         segs = []
         for entry in manifest["segments"]:
-            base = old.get(entry["name"]) or Segment.load(self.path / entry["name"])
+            base = old.get(entry["name"])
+            if base is None or base.deleted_file != entry.get("deleted"):
+                verify_sizes(self.path / entry["name"], entry)  # missing or truncated files: a clear error
+            if base is None:
+                sums = entry.get("files") or {}
+                try:
+                    base = Segment.load(self.path / entry["name"])  # refuses other formats first
+                except (KeyError, TypeError, IndexError) as e:  # meta.json parses but lacks a field
+                    p = self.path / entry["name"] / "meta.json"
+                    raise DataFormatError(str(p), None, f"damaged segment metadata ({e!r})") from None
+                if "meta.json" in sums:  # small, read whole: verify its sum
+                    verify_file(base.folder / "meta.json", sums["meta.json"])
+                base.sums = sums or None
             if base.deleted_file != entry.get("deleted"):
                 base = base.with_deletes(entry.get("deleted"))
             segs.append(base)
@@ -131,6 +152,9 @@ class LocalIndex(LocalReading, LocalWriting, Index):
                     return True
                 except FileNotFoundError:  # a newer commit removed files of the one just read: read again
                     time.sleep(0.01 * (attempt + 1))
+                except DataFormatError:  # damaged, or removed by a newer commit: only the latter is retried
+                    if self._read_manifest(self.path)["generation"] == manifest["generation"]:
+                        raise
         raise SpladekitError(f"{self.path}: the index changed too fast to refresh; try again")
 
     def refresh_if_changed(self) -> bool:
@@ -195,6 +219,21 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             "generation": self._manifest["generation"],
             "model": self.model,
         }
+
+    def check(self, deep: bool = False):
+        """Verify the committed state on disk: the manifest and file sizes; with ``deep`` every checksum and the
+        structure of every segment. A `CheckReport` (``ok``, ``problems``: one line each naming the file)."""
+        from .integrity import check_index
+
+        return check_index(self.path, deep=deep)
+
+    def snapshot(self, out, link: bool = True) -> dict:
+        """A consistent copy of the last commit in the new folder ``out``, taken while readers and a writer go
+        on; open it to restore. Hard links where possible (they share bytes with this index); ``link=False``
+        copies every file."""
+        from .snapshot import snapshot
+
+        return snapshot(self.path, Path(out), link=link)
 
     def close(self) -> None:
         """Release the write lock; uncommitted changes are discarded."""

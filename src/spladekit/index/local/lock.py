@@ -56,10 +56,14 @@ class WriteLock:
                 raise err
             time.sleep(min(delay, left))  # poll: a blocking flock could not time out
             delay = min(2 * delay, 0.1)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+        except BaseException:
+            f.close()  # recording the pid failed (disk full): let the lock go now, not when f is collected
+            raise
         self._file = f
 
     def release(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,12 +149,14 @@ class Segment:
     n_deleted: int = 0
     _fields: dict = field(default_factory=dict, repr=False)
     _ids: list | None = field(default=None, repr=False)
+    sums: dict | None = None  # file name -> recorded [size, crc32] (None: not recorded)
+    _ids_ok: bool = field(default=False, repr=False)
 
     @classmethod
     def load(cls, folder: Path) -> Segment:
         try:
             meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataFormatError(
                 str(folder / "meta.json"), None, f"unreadable segment metadata ({e})"
             ) from None
@@ -167,7 +170,10 @@ class Segment:
         dim, nw = meta["dim"], meta["n_windows"]
 
         def arr(name: str) -> np.ndarray:
-            return np.load(folder / name, mmap_mode="r", allow_pickle=False)
+            try:
+                return np.load(folder / name, mmap_mode="r", allow_pickle=False)
+            except (ValueError, EOFError) as e:  # a damaged header: name the file
+                raise DataFormatError(str(folder / name), None, f"unreadable array ({e})") from None
 
         win_min = arr("win_min.npy") if (folder / "win_min.npy").exists() else np.zeros((dim, nw), np.float32)
         scales = arr("scales.npy") if meta["compact"] else np.ones(dim, np.float32)
@@ -214,20 +220,45 @@ class Segment:
     def n_live(self) -> int:
         return self.n_docs - self.n_deleted
 
+    def verify_ids(self) -> None:
+        """Once, before the first id is read: the id files match their recorded sums (a search must not name
+        the wrong document); the cost is one read of files ``ids()`` reads whole anyway."""
+        if self._ids_ok or not self.sums:
+            return
+        for name in ("ids.bin", "ids_off.npy"):
+            want = self.sums.get(name)
+            if want and f"{zlib.crc32((self.folder / name).read_bytes()):08x}" != want[1]:
+                raise self.damaged(name)
+        self._ids_ok = True
+
     def doc_id(self, d: int) -> str:
+        self.verify_ids()
         return bytes(self.ids_blob[int(self.ids_off[d]) : int(self.ids_off[d + 1])]).decode("utf-8")
 
     def ids(self) -> list[str]:
         """All document ids in document order (decoded once, then cached)."""
         if self._ids is None:
+            self.verify_ids()
             blob = bytes(self.ids_blob)
             off = self.ids_off.tolist()
-            self._ids = [blob[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
+            try:
+                self._ids = [blob[off[i] : off[i + 1]].decode("utf-8") for i in range(self.n_docs)]
+            except UnicodeDecodeError:
+                raise self.damaged("ids.bin") from None
         return self._ids
 
     def record(self, d: int) -> tuple[str | None, dict | None]:
         """(text, metadata) of document ``d``."""
-        return decode_record(self.raw_record(d))
+        try:
+            return decode_record(self.raw_record(d))
+        except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise self.damaged("store.bin", d) from None
+
+    def damaged(self, name: str, d: int | None = None) -> DataFormatError:
+        """The error for a file of this segment found damaged while reading it."""
+        doc = "" if d is None else f"document {d}: "
+        problem = f"{doc}damaged data; run `spladekit check --deep` and restore from a snapshot"
+        return DataFormatError(str(self.folder / name), None, problem)
 
     def raw_record(self, d: int) -> bytes | None:
         """The stored ``[text, metadata]`` JSON of document ``d`` (None when nothing was stored)."""
@@ -247,7 +278,10 @@ class Segment:
                     raw = blob[off[d] : off[d + 1]]
                     if not raw:
                         continue
-                    meta = json.loads(raw)[1]
+                    try:
+                        meta = json.loads(raw)[1]
+                    except (ValueError, TypeError, IndexError, KeyError):
+                        raise self.damaged("store.bin", d) from None
                     if isinstance(meta, dict) and name in meta:
                         groups.setdefault(canonical(meta[name]), []).append(d)
             idx = {k: np.asarray(v, np.int64) for k, v in groups.items()}

@@ -19,6 +19,7 @@ from ...errors import InputError
 from ...io import atomic_write, fsync_dir
 from ...sparse import SparseVectors
 from ..validate import check_ids
+from .integrity import file_sum, folder_sums, manifest_sum
 from .segment import save_array, write_segment
 
 MANIFEST = "manifest.json"
@@ -204,10 +205,11 @@ class LocalWriting:
             parts.append(p.vectors if len(keep) == len(p.ids) else p.vectors[np.asarray(keep)])
             ids.extend(p.ids[r] for r in keep)
             records.extend(p.records[r] for r in keep)
-        self._pending, self._pending_ids, self._pending_dropped = [], {}, set()
         if ids:
             v = parts[0] if len(parts) == 1 else SparseVectors.concat(parts)  # no copy of a lone batch
             self._flushed.append(self._write_segment(ids, v, records))
+        # only now: when writing the segment failed (disk full), the documents stay pending for a retry
+        self._pending, self._pending_ids, self._pending_dropped = [], {}, set()
 
     def _write_segment(self, ids: list[str], v: SparseVectors, records: list[bytes | None]) -> dict:
         """A new segment folder with these documents; its manifest entry (plus the ids)."""
@@ -217,7 +219,8 @@ class LocalWriting:
         meta = write_segment(
             self.path / name, ids, v.indptr, v.indices, v.data, self.dim, records, self._manifest["compact"]
         )
-        return {"name": name, "n_docs": meta["n_docs"], "nnz": meta["nnz"], "deleted": None}
+        files = folder_sums(self.path / name)  # checksums of every file, recorded in the manifest entry
+        return {"name": name, "n_docs": meta["n_docs"], "nnz": meta["nnz"], "deleted": None, "files": files}
 
     @property
     def has_changes(self) -> bool:
@@ -243,20 +246,35 @@ class LocalWriting:
                     save_array(seg.folder / fname, np.packbits(dead))
                     fsync_dir(seg.folder)
                     e["deleted"] = fname
+                    e["deleted_sum"] = file_sum(seg.folder / fname)
                     e["n_deleted"] = int(dead.sum())
                 if e.get("n_deleted", 0) < e["n_docs"]:
                     entries.append(e)
             entries.extend(self._flushed)
             manifest = {**self._manifest, "generation": gen, "segments": entries, "committed": time.time()}
-            self._write_manifest(manifest)
-            self._pending_deletes, self._flushed = {}, []
-            self._load_segments(manifest)
+            try:
+                self._write_manifest(manifest)
+            finally:
+                if self._manifest is manifest:  # renamed into place (even if syncing the folder then failed)
+                    self._pending_deletes, self._flushed = {}, []
+                    self._load_segments(manifest)
             self._remove_orphans()
             if merge and len(self._segments) > MAX_SEGMENTS:
                 self._merge(self._merge_plan())
 
     def _write_manifest(self, manifest: dict) -> None:
-        atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=1), durable=True)
+        """Replace ``manifest.json``. A failure after the rename (syncing the folder) still leaves this manifest
+        the one readers see: it becomes this writer's state too (so a rollback cannot delete its segments), then
+        the error is raised."""
+        manifest["checksum"] = manifest_sum(manifest)  # in place: callers compare identity
+        text = json.dumps(manifest, indent=1)
+        try:
+            atomic_write(self.path / MANIFEST, text, durable=True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if (self.path / MANIFEST).read_text(encoding="utf-8") == text:
+                    self._manifest = manifest
+            raise
         self._manifest = manifest
 
     def _merge_plan(self) -> list[int]:
@@ -291,6 +309,9 @@ class LocalWriting:
         if ids:
             entries.insert(min(which), self._write_segment(ids, SparseVectors.concat(parts), records))
         manifest = {**self._manifest, "generation": self._manifest["generation"] + 1, "segments": entries}
-        self._write_manifest(manifest)
-        self._load_segments(manifest)
+        try:
+            self._write_manifest(manifest)
+        finally:
+            if self._manifest is manifest:
+                self._load_segments(manifest)
         self._remove_orphans()
