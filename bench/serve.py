@@ -7,6 +7,9 @@ reference, run in the same process on the same index and queries, is the in-proc
 without HTTP, so the ratio shows what the HTTP layer costs. Only loopback traffic.
 
     python bench/serve.py [--clients 1,4,16] [--requests 400] [--seconds 20] [--mode text|vector|both]
+
+``--load 60`` instead holds a load: 16 clients search for 60 s while two HTTP writers and a writer in another
+process add documents; then every acknowledged write is looked for in the reopened index (bench/_serve_load.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from _serve_load import free_port, run_load, server_log, start_server, verify
 
 ROOT = Path(__file__).resolve().parent
 DATA = Path("../shared/data")
@@ -58,40 +60,6 @@ def build_index(corpus: Path, path: Path):
     idx.commit()
     print(f"built in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return idx
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(index: Path, port: int, threads: int | None) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-c",
-        "from spladekit.cli import main; main()",
-        "serve",
-        "-i",
-        str(index),
-        "--port",
-        str(port),
-    ]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not answer /health within 120 s")
 
 
 def run_level(base: str, bodies: list[dict], clients: int, max_requests: int, max_seconds: float) -> dict:
@@ -163,6 +131,76 @@ def in_process(idx, queries, k: int, max_requests: int, max_seconds: float) -> d
     }
 
 
+def load_held(args, idx, bodies: list[dict], corpus: Path) -> None:
+    """Issue 16's row 7: 16 clients search for ``--load`` seconds while writers add documents; first the same
+    clients without writers (the reference p99), then with them; then every acknowledged write is looked for."""
+    import tempfile
+
+    from spladekit.data import read_records
+    from spladekit.index.local.snapshot import snapshot
+
+    write_texts = [r.full_text for r in read_records(corpus)]
+    enc = idx.encoder
+    src = Path(idx.path)
+    idx.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "index"
+        snapshot(src, path, link=False)  # the cached index stays as it is
+        port = free_port()
+        proc = start_server(path, port, args.threads)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            run_level(base, bodies, 2, 20, 10)  # warm-up
+            alone = run_load(
+                base, bodies, write_texts, clients=args.load_clients, http_writers=0, seconds=args.load / 2
+            )
+            held = run_load(
+                base,
+                bodies,
+                write_texts,
+                clients=args.load_clients,
+                http_writers=args.writers,
+                seconds=args.load,
+                direct_index_path=None if args.no_direct_writer else path,
+                encoder=enc,
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        log = server_log(proc)
+        check = verify(path, held.acked, enc)
+    a, h = alone.summary(), held.summary()
+    print(
+        f"\nload held on 127.0.0.1: {args.data.name} index ({check['documents'] - check['acked']} docs at start), "
+        f"{args.load_clients} search clients, {args.writers} HTTP writers + "
+        f"{0 if args.no_direct_writer else 1} other-process writer, 4 documents a write; "
+        f"{os.cpu_count()} CPUs shared by all; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'':26} {'seconds':>7} {'searches':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name, r in (("searches alone", a), ("searches while writing", h)):
+        print(
+            f"{name:26} {r['seconds']:>7.1f} {r['searches']:>8} {r['search_rps']:>7.1f} {r['search_p50_ms']:>7.2f} "
+            f"{r['search_p99_ms']:>7.2f} {r['search_errors']:>6}"
+        )
+    print(
+        f"writes: {h['writes_acked']} documents acknowledged, write p50 {h['write_p50_ms']:.1f} ms / p99 "
+        f"{h['write_p99_ms']:.1f} ms, {h['write_errors']} write errors, {h['read_your_write_misses']} "
+        f"read-your-write misses; search p99 while writing / alone: x{h['search_p99_ms'] / a['search_p99_ms']:.2f}"
+    )
+    print(
+        f"afterwards (server stopped, index reopened): {check['documents']} documents; acknowledged "
+        f"{check['acked']}, lost {check['lost']}, wrong text {check['wrong_text']}; {check['searched']} searched "
+        f"by their text, {check['not_found_by_search']} not in the top 10; check --deep "
+        f"{'ok' if check['check_ok'] else check['check_problems']}"
+    )
+    if h["first_errors"] or a["first_errors"] or check["examples"]:
+        print("first errors:", a["first_errors"] + h["first_errors"], "examples:", check["examples"])
+    if "Traceback" in log:
+        print("server log has a traceback:", log[-2000:])
+    if args.json:
+        args.json.write_text(json.dumps({"alone": a, "held": h, "verify": check}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "scifact")
@@ -174,6 +212,12 @@ def main() -> None:
     ap.add_argument("--mode", choices=["text", "vector", "both"], default="both")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and the reference")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--load", type=float, default=0, help="instead: hold a load this many seconds with writers"
+    )
+    ap.add_argument("--load-clients", type=int, default=16, help="search clients of --load")
+    ap.add_argument("--writers", type=int, default=2, help="HTTP writers of --load (4 documents a request)")
+    ap.add_argument("--no-direct-writer", action="store_true", help="--load without the other-process writer")
     args = ap.parse_args()
 
     corpus = args.data / "corpus.jsonl"
@@ -200,6 +244,9 @@ def main() -> None:
         ],
     }
     ref_queries = {"text": texts, "vector": [qvec[i] for i in range(len(qvec))]}
+    if args.load:
+        load_held(args, idx, bodies["text" if args.mode != "vector" else "vector"], corpus)
+        return
     for mode in modes:  # warm the in-process path (numba compile, page cache)
         in_process(idx, ref_queries[mode], args.k, 20, 5)
 

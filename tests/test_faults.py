@@ -266,6 +266,11 @@ def _run(template: Path, work: Path, phase, fail_at: int, err: int, after: str, 
         inj.active = False
     assert inj.fired is not None, f"call {fail_at} was not reached"
     assert raised is inj.error, f"fault at call {fail_at} ({inj.fired}) surfaced as {raised!r}, not as itself"
+    # one clear error: it names the file (write and fsync errors name none of their own) and, in a commit or a
+    # merge, the index and what became of the last commit
+    assert raised.filename and os.fspath(raised.filename).startswith(str(work)), (inj.fired, raised)
+    notes = getattr(raised, "__notes__", [])
+    assert not notes or (str(work) in notes[0] and ("intact" in notes[0] or "in place" in notes[0])), notes
     # reopened by a reader, while the failed writer still holds the lock: the last good commit
     present = _check(work, [A, B] if b_committed else [A], [] if b_committed else [B])
     b_in = set(_ids(*B)) <= present
@@ -367,6 +372,41 @@ def test_failed_folder_sync_after_the_manifest_rename(tmp_path, monkeypatch):
     reader.close()
     idx.close()
     _check(path, [A, B, C])
+
+
+def test_cli_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """`spladekit delete` on a full disk: exit 1 and one line with the OS error, the file it hit (a write error
+    names none of its own) and what became of the index; the index keeps every document."""
+    from spladekit.cli import main
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    path = _template(tmp_path, 1, False)
+    argv = ["spladekit", "delete", "d0", "d1", "--index", str(path)]
+    count = Injector(path)  # a clean run on a copy: which call writes the tombstones
+    shutil.copytree(path, tmp_path / "count")
+    count.root = str(tmp_path / "count")
+    with pytest.MonkeyPatch.context() as mp:
+        count.install(mp)
+        mp.setattr(sys, "argv", [*argv[:-1], str(tmp_path / "count")])
+        with pytest.raises(SystemExit) as done:
+            main()
+        count.active = False
+    assert done.value.code in (0, None), capsys.readouterr()
+    fail_at = next(i for i, c in enumerate(count.calls, 1) if c.startswith("write deleted"))
+    capsys.readouterr()
+    inj = Injector(path, fail_at, errno.ENOSPC)
+    with pytest.MonkeyPatch.context() as mp:
+        inj.install(mp)
+        mp.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as done:
+            main()
+        inj.active = False
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert done.value.code == 1 and len(lines) == 1, err
+    assert "No space left on device" in lines[0] and str(path / "seg_") in lines[0], lines[0]
+    assert "the last commit is intact" in lines[0] and "Traceback" not in err, lines[0]
+    _check(path, [A])
 
 
 # ---------------------------------------------------------------------------------------------- SIGKILL in merges

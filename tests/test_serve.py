@@ -168,6 +168,37 @@ def test_documents_get_delete_encode_stats(live_index):
     } <= set(schema["paths"])
 
 
+def test_full_disk_on_a_write_is_507_and_loses_nothing(live_index, monkeypatch):
+    """A write that hits a full disk answers 507 with Retry-After, says nothing was committed and shows no server
+    path; the index keeps serving, the next write lands, and the folder checks clean."""
+    import errno
+
+    c = client_for(live_index)
+    real_fsync, fired = os.fsync, []
+
+    def full(fd):
+        if not fired:
+            fired.append(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as the kernel: no file name
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    r = c.post("/documents", json={"documents": [{"id": "full", "text": "Zebrafish regenerate their fins."}]})
+    assert fired and r.status_code == 507, r.text
+    detail = r.json()["detail"]
+    assert "No space left on device" in detail and "nothing of this request was committed" in detail, detail
+    assert str(live_index.path) not in r.text and r.headers["retry-after"] == "5"
+    assert c.get("/documents/full").status_code == 404
+    assert c.post("/search", json={"query": "cancer", "k": 3}).status_code == 200
+    r = c.post("/documents", json={"documents": [{"id": "full", "text": "Zebrafish regenerate their fins."}]})
+    assert r.status_code == 200 and r.json()["documents"] == len(DOCS) + 1, r.text
+    report = live_index.check(deep=True)
+    assert report.ok, report
+    reader = Index.open(live_index.path)
+    assert len(reader) == len(DOCS) + 1 and reader.get("full")["text"].startswith("Zebrafish")
+    reader.close()
+
+
 def test_limits_name_the_limit(live_index):
     limits = Limits(max_body_bytes=2000, max_batch=2, max_text_chars=50, max_k=5)
     c = client_for(live_index, limits=limits)

@@ -14,11 +14,24 @@ from typing import IO
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file inside ``path`` durable."""
-    fd = os.open(str(path), os.O_RDONLY)
+    with naming(path):
+        fd = os.open(str(path), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """An OSError raised inside names ``path`` when it names no file: ``os.write`` and ``os.fsync`` errors (a full
+    disk, an I/O error) otherwise say only "[Errno 28] No space left on device"."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            e.filename = str(path)
+        raise
 
 
 @contextlib.contextmanager
@@ -26,17 +39,19 @@ def atomic_writer(path: str | Path, mode: str = "w", *, durable: bool = False) -
     """Open a temporary file next to ``path`` for writing (text ``"w"`` as UTF-8, or ``"wb"``); on a clean exit
     rename it over ``path`` (after an fsync of the file and the folder when ``durable``); on an error remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+        with naming(path), os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
             yield f
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if durable:
-            fsync_dir(path.parent)
+        with naming(path):
+            os.replace(tmp, path)
+            if durable:
+                fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -29,9 +29,19 @@ for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _check):
 
 
 def main() -> None:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
+    """Entry point: user errors print one line and exit 2; a failing disk or file system (full, read-only, an
+    I/O error) prints the OS error, the file it hit and what became of the index, and exits 1. Never a traceback."""
     try:
         app()
     except SpladekitError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except OSError as e:
+        typer.secho(f"error: {os_error_line(e)}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+
+
+def os_error_line(e: OSError) -> str:
+    """``[Errno 28] No space left on device: 'index/seg_3/terms.npy' (committing to the index …: … intact)``."""
+    notes = "; ".join(getattr(e, "__notes__", []))
+    return f"{e} ({notes})" if notes else str(e)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError
+from ..errors import InputError, ModelLoadError, first_line
 from ..sparse import SparseVectors
 from .base import EncoderBase, EncodeReport, check_texts, sparsify
-from .lite_bert import ARCHITECTURES, MaskedLM, build_masked_lm, first_line
+from .lite_bert import ARCHITECTURES, MaskedLM, build_masked_lm
 from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
 
 # Logits held per block of the vocabulary projection (tokens × vocabulary slice): 1M floats = 4 MB, cache-sized.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelLoadError
+from ..errors import InputError, ModelLoadError, first_line
 
 ARCHITECTURES = ("BertForMaskedLM", "DistilBertForMaskedLM")
 
@@ -346,8 +346,3 @@ def build_masked_lm(folder: Path, cfg: dict, arch: str) -> MaskedLM:
         decoder_t=_transpose(dec_w),
         decoder_b=dec_b,
     )
-
-
-def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else type(e).__name__

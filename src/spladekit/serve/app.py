@@ -8,6 +8,7 @@ path in ``service``, the endpoints in ``routes``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InputError, SpladekitError
+from ..errors import InputError, SpladekitError, first_line
 from .jsonsafe import SafeJSONResponse, safe_validation_errors
 from .limits import Limits
 from .middleware import ApiKeyGuard, BodyLimit
@@ -99,16 +100,39 @@ def create_app(
             )
         return SafeJSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(OSError)
+    async def _storage_error(request: Request, exc: OSError):
+        # The disk, not the request: 507 when it is full, else 503 (retry). The client learns what happened to
+        # its write, not the server's paths; the log gets the file and the traceback.
+        logging.getLogger("spladekit.serve").exception("storage error on %s", request.url.path)
+        return storage_error_response(exc)
+
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):
         # One line for the client; the traceback goes to the server log.
         logging.getLogger("spladekit.serve").exception("internal error on %s", request.url.path)
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}: {first}"}, status_code=500)
+        return SafeJSONResponse(
+            {"detail": f"internal error: {type(exc).__name__}: {first_line(exc, 200)}"}, status_code=500
+        )
 
     for routes in ROUTERS:
         app.include_router(routes(svc, guard))
     return app
+
+
+def storage_error_response(exc: OSError) -> SafeJSONResponse:
+    """507 (disk full or over quota) or 503 with Retry-After, saying whether the write landed."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    landed = any("in place" in n for n in getattr(exc, "__notes__", []))
+    what = exc.strerror or type(exc).__name__
+    fate = (
+        "the write is committed but may not be durable" if landed else "nothing of this request was committed"
+    )
+    return SafeJSONResponse(
+        {"detail": f"the server could not write to its storage ({what}); {fate}; retry later"},
+        status_code=507 if full else 503,
+        headers={"Retry-After": "5" if full else "1"},
+    )
 
 
 def _version() -> str:

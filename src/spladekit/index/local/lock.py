@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from ...io import naming
 from .. import types
 
 LOCK = "write.lock"
@@ -35,7 +36,8 @@ class WriteLock:
         deadline = time.monotonic() + max(0.0, float(wait))
         delay = 0.005
         while True:
-            f = open(self.path, "a+")
+            with naming(self.path):
+                f = open(self.path, "a+")
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -57,10 +59,11 @@ class WriteLock:
             time.sleep(min(delay, left))  # poll: a blocking flock could not time out
             delay = min(2 * delay, 0.1)
         try:
-            f.seek(0)
-            f.truncate()
-            f.write(str(os.getpid()))
-            f.flush()
+            with naming(self.path):
+                f.seek(0)
+                f.truncate()
+                f.write(str(os.getpid()))
+                f.flush()
         except BaseException:
             f.close()  # recording the pid failed (disk full): let the lock go now, not when f is collected
             raise

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataFormatError
-from ...io import fsync_dir
+from ...io import fsync_dir, naming
 from ..filters import canonical
 from ..validate import decode_record
 from . import codec, kernels
@@ -36,14 +36,14 @@ FORMAT = 2  # 2: byte-gap containers for frequent terms, two-row term_ptr
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:
         np.save(f, arr, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
 
 
 def save_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -232,35 +232,52 @@ class LocalWriting:
         with self._wlock:
             if not self.has_changes:
                 return
-            self._acquire_lock()
-            self._flush()
-            gen = self._manifest["generation"] + 1
-            entries = []
-            for seg, e in zip(self._segments, self._manifest["segments"]):
-                e = dict(e)
-                dels = self._pending_deletes.get(seg.name)
-                if dels:
-                    dead = np.zeros(seg.n_docs, bool) if seg.alive is None else seg.alive == 0
-                    dead[np.fromiter(dels, np.int64, len(dels))] = True
-                    fname = f"deleted.{gen}.npy"
-                    save_array(seg.folder / fname, np.packbits(dead))
-                    fsync_dir(seg.folder)
-                    e["deleted"] = fname
-                    e["deleted_sum"] = file_sum(seg.folder / fname)
-                    e["n_deleted"] = int(dead.sum())
-                if e.get("n_deleted", 0) < e["n_docs"]:
-                    entries.append(e)
-            entries.extend(self._flushed)
-            manifest = {**self._manifest, "generation": gen, "segments": entries, "committed": time.time()}
+            before = self._manifest["generation"]
             try:
-                self._write_manifest(manifest)
-            finally:
-                if self._manifest is manifest:  # renamed into place (even if syncing the folder then failed)
-                    self._pending_deletes, self._flushed = {}, []
-                    self._load_segments(manifest)
-            self._remove_orphans()
+                self._acquire_lock()
+                self._commit_changes()
+            except OSError as e:
+                if self._manifest["generation"] == before:
+                    e.add_note(
+                        f"committing to the index {self.path}: nothing of this commit is visible, the last commit "
+                        "is intact"
+                    )
+                else:
+                    e.add_note(
+                        f"committing to the index {self.path}: the commit is in place but may not be durable"
+                    )
+                raise
             if merge and len(self._segments) > MAX_SEGMENTS:
                 self._merge(self._merge_plan())
+
+    def _commit_changes(self) -> None:
+        """Write the pending segment and tombstones, then the manifest that names them (the atomic step)."""
+        self._flush()
+        gen = self._manifest["generation"] + 1
+        entries = []
+        for seg, e in zip(self._segments, self._manifest["segments"]):
+            e = dict(e)
+            dels = self._pending_deletes.get(seg.name)
+            if dels:
+                dead = np.zeros(seg.n_docs, bool) if seg.alive is None else seg.alive == 0
+                dead[np.fromiter(dels, np.int64, len(dels))] = True
+                fname = f"deleted.{gen}.npy"
+                save_array(seg.folder / fname, np.packbits(dead))
+                fsync_dir(seg.folder)
+                e["deleted"] = fname
+                e["deleted_sum"] = file_sum(seg.folder / fname)
+                e["n_deleted"] = int(dead.sum())
+            if e.get("n_deleted", 0) < e["n_docs"]:
+                entries.append(e)
+        entries.extend(self._flushed)
+        manifest = {**self._manifest, "generation": gen, "segments": entries, "committed": time.time()}
+        try:
+            self._write_manifest(manifest)
+        finally:
+            if self._manifest is manifest:  # renamed into place (even if syncing the folder then failed)
+                self._pending_deletes, self._flushed = {}, []
+                self._load_segments(manifest)
+        self._remove_orphans()
 
     def _write_manifest(self, manifest: dict) -> None:
         """Replace ``manifest.json``. A failure after the rename (syncing the folder) still leaves this manifest
@@ -294,6 +311,13 @@ class LocalWriting:
         """Fold segments ``which`` into one new segment and commit that (tombstoned documents are dropped)."""
         if not which:
             return
+        try:
+            self._merge_segments(which)
+        except OSError as e:
+            e.add_note(f"merging segments of the index {self.path}: every committed document is intact")
+            raise
+
+    def _merge_segments(self, which: list[int]) -> None:
         parts, ids, records = [], [], []
         for i in which:
             seg = self._segments[i]
