@@ -220,6 +220,31 @@ def test_merge_and_optimize(encoder, tmp_path, rng):
         np.testing.assert_array_equal(v.data, docs.row(i)[1])
 
 
+def test_reader_outlives_a_merge_in_another_writer(light_encoder, tmp_path, rng):
+    """A reader's commit stays readable after another writer merged its segments and removed their folders:
+    its first id lookup after that must not reopen files by path (found by bench/serve.py --load)."""
+    dim = light_encoder.vocab_size
+    docs = rand_vectors(rng, 60, dim, 20)
+    ids = [f"r{i}" for i in range(60)]
+    path = tmp_path / "r"
+    idx = Index.create(path)
+    for s in range(0, 60, 20):
+        idx.add_vectors(ids[s : s + 20], docs[s : s + 20], texts=ids[s : s + 20])
+        idx.commit(merge=False)
+    idx.close()
+    reader = Index.open(path)
+    old = {p.name for p in path.glob("seg_*")}
+    writer = Index.open(path)
+    writer.optimize()
+    writer.close()
+    assert old and not any((path / name).exists() for name in old), "the merge left the old segments"
+    assert reader.get("r7")["text"] == "r7"
+    hits = reader.search(docs[41], k=1)
+    assert hits[0].id == "r41"
+    assert reader.refresh() and reader.get("r59")["text"] == "r59"
+    reader.close()
+
+
 def test_bad_input_is_refused_and_nothing_lost(encoder, tmp_path, rng):
     dim = encoder.vocab_size
     docs = rand_vectors(rng, 10, dim, 20)

@@ -142,6 +142,7 @@ class Segment:
     scales: np.ndarray
     ids_blob: np.ndarray
     ids_off: np.ndarray
+    ids_off_file: np.ndarray  # ids_off.npy's bytes, header included (what its recorded sum covers)
     store_blob: np.ndarray | None
     store_off: np.ndarray | None
     deleted_file: str | None = None
@@ -191,6 +192,7 @@ class Segment:
             scales=np.ascontiguousarray(scales),
             ids_blob=_mmap_bytes(folder / "ids.bin"),
             ids_off=arr("ids_off.npy"),
+            ids_off_file=_mmap_bytes(folder / "ids_off.npy"),
             store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
             store_off=arr("store_off.npy") if has_store else None,
         )
@@ -222,12 +224,13 @@ class Segment:
 
     def verify_ids(self) -> None:
         """Once, before the first id is read: the id files match their recorded sums (a search must not name
-        the wrong document); the cost is one read of files ``ids()`` reads whole anyway."""
+        the wrong document); the cost is one read of files ``ids()`` reads whole anyway. It reads the maps taken
+        at load, not the paths: a merge in another process may have removed this segment's folder since."""
         if self._ids_ok or not self.sums:
             return
-        for name in ("ids.bin", "ids_off.npy"):
+        for name, data in (("ids.bin", self.ids_blob), ("ids_off.npy", self.ids_off_file)):
             want = self.sums.get(name)
-            if want and f"{zlib.crc32((self.folder / name).read_bytes()):08x}" != want[1]:
+            if want and f"{zlib.crc32(memoryview(np.ascontiguousarray(data))):08x}" != want[1]:
                 raise self.damaged(name)
         self._ids_ok = True
 
