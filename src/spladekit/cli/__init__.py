@@ -20,11 +20,12 @@ from . import check as _check  # noqa: E402
 from . import encode as _encode  # noqa: E402
 from . import evaluate as _evaluate  # noqa: E402
 from . import export as _export  # noqa: E402
+from . import export_model as _export_model  # noqa: E402
 from . import index as _index  # noqa: E402
 from . import serve as _serve  # noqa: E402
 from . import train as _train  # noqa: E402
 
-for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _check):
+for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _export_model, _check):
     _mod.register(app)
 
 

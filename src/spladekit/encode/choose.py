@@ -23,8 +23,13 @@ def light_query_encoder(info: Mapping):
 
 
 def light_or_full(name_or_path: str | None = None):
-    """The numpy encoder when it can run ``name_or_path``, else the torch SpladeEncoder."""
+    """The numpy encoder when it can run ``name_or_path``, else the torch SpladeEncoder; an exported ONNX folder
+    runs on onnxruntime (no torch either)."""
     from .lite import load_lite
+    from .onnx_encoder import is_onnx_folder, load_onnx
+
+    if is_onnx_folder(name_or_path):
+        return load_onnx(name_or_path)  # type: ignore[arg-type]
 
     try:
         return load_lite(name_or_path)

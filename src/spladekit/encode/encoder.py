@@ -80,7 +80,12 @@ class SpladeEncoder(EncoderBase):
     ) -> SpladeEncoder:
         """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only).
 
-        ``threads``: torch threads this encoder uses for its calls (default: every core)."""
+        ``threads``: torch threads this encoder uses for its calls (default: every core). A folder written by
+        ``spladekit export-model --format onnx`` loads as an ``OnnxEncoder`` (onnxruntime, same vectors)."""
+        from .onnx_encoder import is_onnx_folder, load_onnx
+
+        if is_onnx_folder(name_or_path):
+            return load_onnx(name_or_path, mode=mode, threads=threads, max_length=max_length)  # type: ignore[return-value]
         check_mode(mode)
         check_threads(threads)
         root = resolve_model(name_or_path)
