@@ -144,6 +144,10 @@ def test_per_text_path_equals_padded_batch_path():
     per_text = pooling.packed_max_logits(hidden, lengths, weight.t().contiguous(), vocab_step=1024)
     torch.testing.assert_close(per_text, padded, rtol=1e-6, atol=1e-5)
     assert bool(torch.isinf(per_text[2]).all())
+    vocab_major = pooling.vocab_major_max_logits(hidden, lengths, weight, vocab_step=1000)
+    torch.testing.assert_close(vocab_major, padded, rtol=1e-6, atol=1e-5)
+    assert bool(torch.isinf(vocab_major[2]).all())
+    assert pooling.head_layout("cpu") in ("vocab-major", "token-major")
     wl = weight.bfloat16()
     screened_packed = pooling.screened_max_logits(
         hidden, mask, weight, torch.zeros(5000), wl, weight.norm(dim=1), weight_lowp_t=wl.t().contiguous()

@@ -136,6 +136,19 @@ class SpladeEncoder(EncoderBase):
         b = self._decoder.bias
         return b if b is not None else torch.zeros(self.vocab_size)
 
+    def compute_path(self, mode: Mode | None = None) -> str:
+        """Which head computation ``mode`` runs on this machine, and why (bench output, issue reports)."""
+        mode = mode or self.mode
+        device = self.head_weight.device
+        cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else device.type
+        if self.spec.pooling_strategy == "sum":
+            return f"fp32 sum pooling ({cap})"
+        if mode != "fp32" and (cpu_supports_bf16() or device.type != "cpu"):
+            return f"{mode}: bf16 screen with a proven bound, fp32 on the surviving terms ({cap} with bf16)"
+        why = "fp32 asked" if mode == "fp32" else "no native bf16 on this CPU, so exact = fp32"
+        skip = ", stopword tokens not pooled" if mode == "fast" else ""
+        return f"{mode}: fp32 head, {pooling.head_layout(device)} blocks ({cap}; {why}){skip}"
+
     def _token_of(self, i: int) -> str | None:
         return self._id_to_token.get(i)
 
