@@ -276,3 +276,16 @@ def test_sentence_transformers_folder_settings(tiny_mlm, tmp_path):
     reloaded = type(st)(str(out), device="cpu")
     _compare(enc.encode_queries(texts), reloaded.encode_query(texts, convert_to_tensor=True), texts)
     _compare(enc.encode_documents(texts), reloaded.encode_document(texts, convert_to_tensor=True), texts)
+
+
+def test_compute_path_names_the_head_and_why(encoder):
+    """The path a mode runs is reported: fp32 says so; exact names the bf16 screen or says why it is fp32 here."""
+    from spladekit.encode import cpu_supports_bf16
+
+    assert encoder.compute_path("fp32").startswith("fp32: fp32 head, ")
+    exact = encoder.compute_path("exact")
+    if cpu_supports_bf16():
+        assert "bf16 screen" in exact
+    else:
+        assert "exact = fp32" in exact and pooling.head_layout() in exact
+    assert "stopword" in encoder.compute_path("fast") or "bf16 screen" in encoder.compute_path("fast")
