@@ -262,29 +262,30 @@ def main() -> None:
         }
         names["st-onnx"] = st_onnx_name
         for system in ["st", "st-onnx", "exact", "fast", "onnx"]:
-            out = (
-                subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--_memory-child",
-                        system,
-                        "--memory-docs",
-                        str(args.memory_docs),
-                        "--threads",
-                        str(args.threads),
-                        "--_onnx-dir",
-                        str(onnx_dir),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            r = json.loads(out)
             name = names.get(system, f"spladekit {system}")
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_memory-child",
+                    system,
+                    "--memory-docs",
+                    str(args.memory_docs),
+                    "--threads",
+                    str(args.threads),
+                    "--_onnx-dir",
+                    str(onnx_dir),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if (
+                p.returncode != 0
+            ):  # e.g. the full batch × length × vocabulary logits do not fit: say so, go on
+                why = "killed (out of memory?)" if p.returncode < 0 else f"exit {p.returncode}"
+                print(f"  {name:<24} failed: {why}")
+                continue
+            r = json.loads(p.stdout.strip().splitlines()[-1])
             print(
                 f"  {name:<24} +{r['delta_mb']:.0f} MB over the loaded model (peak RSS {r['peak_mb']:.0f} MB)"
             )
