@@ -12,7 +12,6 @@ depend on what it is batched with. Documents work too, but long batches are fast
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,13 +22,14 @@ from ..sparse import SparseVectors
 from .base import EncoderBase, EncodeReport, check_texts, sparsify
 from .lite_bert import ARCHITECTURES, MaskedLM, build_masked_lm
 from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
+from .tokenizing import RustTokenizing
 
 # Logits held per block of the vocabulary projection (tokens × vocabulary slice): 1M floats = 4 MB, cache-sized.
 BLOCK_ELEMS = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------- encoder
-class LiteEncoder(EncoderBase):
+class LiteEncoder(RustTokenizing, EncoderBase):
     """SPLADE encoding with a numpy forward pass: the same vectors as ``SpladeEncoder`` in fp32 mode.
 
     Needs a folder with ``config.json`` (BertForMaskedLM or DistilBertForMaskedLM), ``model.safetensors`` and
@@ -40,21 +40,14 @@ class LiteEncoder(EncoderBase):
 
     def __init__(self, model: MaskedLM, tokenizer, spec: ModelSpec) -> None:
         self._m = model
-        self._tok = tokenizer
+        self._init_tokenizer(tokenizer)
         self.spec = spec
         self._weights_hash: str | None = None
         self.last_report = EncodeReport()
-        tokenizer.no_padding()
-        # tokenizers' Rust object cannot be reconfigured while another thread encodes with it (e.g. the server)
-        self._tok_lock = threading.Lock()
-        self._truncation: int | None = None
 
     @property
     def vocab_size(self) -> int:
         return int(self._m.decoder_t.shape[1])
-
-    def _token_of(self, i: int) -> str | None:
-        return self._tok.id_to_token(i)
 
     # ------------------------------------------------------------------ encoding
     def encode(
@@ -92,21 +85,6 @@ class LiteEncoder(EncoderBase):
             rows.append(sparsify(self.weights(x), max_active_dims, threshold))
         self.last_report = report
         return SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
-
-    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
-        texts, non_empty = self.model_texts(texts, kind)
-        out: list[list[int] | None] = [None] * len(texts)
-        truncated = 0
-        if non_empty:
-            with self._tok_lock:
-                if self._truncation != self.max_length:  # follows spec.max_length, as SpladeEncoder does
-                    self._tok.enable_truncation(self.max_length)
-                    self._truncation = self.max_length
-                encodings = self._tok.encode_batch([texts[i] for i in non_empty])
-            for i, e in zip(non_empty, encodings):
-                out[i] = e.ids
-                truncated += bool(e.overflowing)
-        return out, truncated
 
     def hidden_states(self, input_ids: Sequence[int]) -> np.ndarray:
         """One text's hidden states after the MLM head transform, right before the vocabulary projection (L, d)."""

@@ -22,6 +22,7 @@ from ..errors import InputError, ModelLoadError, first_line
 from ..sparse import SparseVectors
 from .base import EncoderBase, EncodeReport, check_mode, check_texts, check_threads
 from .loading import ModelSpec
+from .tokenizing import RustTokenizing
 
 MARKER = "spladekit_onnx.json"  # what makes a folder an exported spladekit ONNX model
 MODEL_FILE = "model.onnx"
@@ -117,7 +118,7 @@ def new_session(model_file: Path, threads: int | None):
     return sess
 
 
-class OnnxEncoder(EncoderBase):
+class OnnxEncoder(RustTokenizing, EncoderBase):
     """SPLADE encoding with onnxruntime: the same vectors as ``SpladeEncoder`` in fp32 (or exact) mode.
 
     Load a folder written by ``spladekit export-model`` with :func:`load_onnx` or ``SpladeEncoder.load(folder)``.
@@ -125,17 +126,12 @@ class OnnxEncoder(EncoderBase):
 
     def __init__(self, session, tokenizer, spec: ModelSpec, meta: dict, *, mode: str = "exact") -> None:
         self._sess = session
-        self._tok = tokenizer
+        self._init_tokenizer(tokenizer)
         self.spec = spec
         self.meta = meta
         self.mode = _check_onnx_mode(mode)
         self._weights_hash = str(meta["source"]["weights_sha256"])
         self.last_report = EncodeReport()
-        tokenizer.no_padding()
-        self._tok_lock = (
-            threading.Lock()
-        )  # tokenizers' Rust object: no reconfiguring while another thread encodes
-        self._truncation: int | None = None
         self._lock = threading.Lock()
 
     @property
@@ -146,9 +142,6 @@ class OnnxEncoder(EncoderBase):
     def weights_hash(self) -> str:
         """The source model's weights hash (recorded at export): indexes built by either encoder match."""
         return self._weights_hash  # type: ignore[return-value]
-
-    def _token_of(self, i: int) -> str | None:
-        return self._tok.id_to_token(i)
 
     # ------------------------------------------------------------------ encoding
     def encode(
@@ -209,21 +202,6 @@ class OnnxEncoder(EncoderBase):
             (terms[bounds[j] : bounds[j + 1]].astype(np.int32), weights[bounds[j] : bounds[j + 1]])
             for j in range(len(batch_ids))
         ]
-
-    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
-        texts, non_empty = self.model_texts(texts, kind)
-        out: list[list[int] | None] = [None] * len(texts)
-        truncated = 0
-        if non_empty:
-            with self._tok_lock:
-                if self._truncation != self.max_length:  # follows spec.max_length, as SpladeEncoder does
-                    self._tok.enable_truncation(self.max_length)
-                    self._truncation = self.max_length
-                encodings = self._tok.encode_batch([texts[i] for i in non_empty])
-            for i, e in zip(non_empty, encodings):
-                out[i] = e.ids
-                truncated += bool(e.overflowing)
-        return out, truncated
 
 
 def load_onnx(
