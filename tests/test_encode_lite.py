@@ -20,7 +20,7 @@ from spladekit.encode.lite import load_lite
 # float results against a reference: CI runs these again on torch's AVX2 kernels
 pytestmark = pytest.mark.numerics
 
-ATOL = 1e-4  # the contract: float32 summation order differs across CPUs (AVX2 vs AVX-512) and libraries
+from _parity import ATOL, assert_parity  # noqa: E402
 
 WORDS = (
     "protein cell gene expression cancer patients treatment risk study results clinical trial mutation vaccine "
@@ -56,17 +56,6 @@ def _documents(seed: int = 1) -> list[str]:
     rng = random.Random(seed)
     docs = [" ".join(rng.choice(WORDS) for _ in range(n)) for n in (40, 120, 300, 900)]
     return docs + UNICODE_TEXTS + ["", "   "]
-
-
-def assert_parity(ours: SparseVectors, ref: SparseVectors) -> float:
-    """|Δw| ≤ 1e-4 per term; active sets equal except terms below 1e-4 on either side. Returns the max |Δw|."""
-    assert len(ours) == len(ref) and ours.dim == ref.dim
-    a, b = ours.to_dense(), ref.to_dense()
-    diff = float(np.abs(a - b).max()) if a.size else 0.0
-    assert diff <= ATOL, f"max |Δw| = {diff:.3g}"
-    differ = (a > 0) != (b > 0)
-    assert np.all(np.maximum(a, b)[differ] < ATOL), "a term active on one side only has weight ≥ 1e-4"
-    return diff
 
 
 @pytest.fixture(scope="module")

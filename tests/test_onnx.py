@@ -13,25 +13,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from spladekit import InputError, ModelLoadError, SparseVectors
+from spladekit import InputError, ModelLoadError
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[dev]')")
 pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[dev]')")
 
+from _parity import ATOL, assert_parity  # noqa: E402
+
 from spladekit.encode.onnx_encoder import MARKER, MODEL_FILE, OnnxEncoder, load_onnx  # noqa: E402
-
-ATOL = 1e-4  # the contract: float32 summation order differs between torch's and onnxruntime's kernels
-
-
-def assert_parity(ours: SparseVectors, ref: SparseVectors) -> float:
-    """|Δw| ≤ 1e-4 per term; active sets equal except terms below 1e-4 on either side. Returns the max |Δw|."""
-    assert len(ours) == len(ref) and ours.dim == ref.dim
-    a, b = ours.to_dense(), ref.to_dense()
-    diff = float(np.abs(a - b).max()) if a.size else 0.0
-    assert diff <= ATOL, f"max |Δw| = {diff:.3g}"
-    differ = (a > 0) != (b > 0)
-    assert np.all(np.maximum(a, b)[differ] < ATOL), "a term active on one side only has weight ≥ 1e-4"
-    return diff
 
 
 @pytest.fixture(scope="module")
