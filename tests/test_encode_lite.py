@@ -101,11 +101,14 @@ def test_parity_on_generated_sentences(ref, lite_enc, kind):
 
 def test_parity_on_long_documents_with_truncation(ref, lite_enc):
     docs = _documents()
-    ours = lite_enc.encode_documents(docs)
-    assert_parity(ours, ref.encode_documents(docs))
+    ours = lite_enc.encode_documents(docs, long_docs="truncate")
+    assert_parity(ours, ref.encode_documents(docs, long_docs="truncate"))
     assert vars(lite_enc.last_report) == vars(ref.last_report)
     assert lite_enc.last_report.truncated == 1 and lite_enc.last_report.empty == 2
     assert ours.active_dims()[-2:].tolist() == [0, 0]
+    # the default, max over windows: the same windows and vectors in both encoders
+    assert_parity(lite_enc.encode_documents(docs), ref.encode_documents(docs))
+    assert vars(lite_enc.last_report) == vars(ref.last_report) and lite_enc.last_report.windowed == 1
 
 
 @pytest.mark.slow
@@ -123,8 +126,16 @@ def test_parity_on_scifact(ref, lite_enc, shared_data):
             if len(docs) == 40:
                 break
     docs.append(" ".join(docs[:8]))  # ~1,800 words: past 512 tokens
-    diffs.append(assert_parity(lite_enc.encode_documents(docs), ref.encode_documents(docs)))
+    truncate = "truncate"
+    diffs.append(
+        assert_parity(
+            lite_enc.encode_documents(docs, long_docs=truncate),
+            ref.encode_documents(docs, long_docs=truncate),
+        )
+    )
     assert vars(lite_enc.last_report) == vars(ref.last_report) and lite_enc.last_report.truncated >= 1
+    diffs.append(assert_parity(lite_enc.encode_documents(docs), ref.encode_documents(docs)))
+    assert vars(lite_enc.last_report) == vars(ref.last_report) and lite_enc.last_report.windowed >= 1
     print(f"scifact: max |Δw| {max(diffs):.2e}")
 
 
@@ -171,10 +182,10 @@ def test_threads_and_max_length(lite_enc):
     assert SparseVectors.concat(rows).allclose(alone, atol=1e-6)
     short = load_lite(max_length=8)
     long_text = " ".join(WORDS)
-    short.encode_documents([long_text])
+    short.encode_documents([long_text], long_docs="truncate")
     assert (short.last_report.tokens, short.last_report.truncated) == (8, 1)
     short.spec.max_length = 16
-    short.encode_documents([long_text])
+    short.encode_documents([long_text], long_docs="truncate")
     assert short.last_report.tokens == 16 and short.max_length == 16
 
 

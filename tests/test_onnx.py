@@ -68,11 +68,14 @@ def test_parity_on_scifact(onnx_enc, encoder, shared_data):
 def test_parity_on_edge_texts(onnx_enc, encoder):
     texts = ["", "   ", "fermentation", "a", _long_text(), "Café naïve 東京 🧬 p53 IL-6 10% (n=120)"]
     for kind in ("query", "document"):
-        ours = onnx_enc.encode(texts, kind=kind)
-        assert_parity(ours, encoder.encode(texts, kind=kind, mode="fp32"))
+        ours = onnx_enc.encode(texts, kind=kind, long_docs="truncate")
+        assert_parity(ours, encoder.encode(texts, kind=kind, mode="fp32", long_docs="truncate"))
         assert vars(onnx_enc.last_report) == vars(encoder.last_report)
         assert onnx_enc.last_report.truncated == 1 and onnx_enc.last_report.empty == 2
         assert ours.active_dims()[:2].tolist() == [0, 0] and all(ours.active_dims()[2:] > 0)
+    # documents' default: max over windows, the same in both
+    assert_parity(onnx_enc.encode_documents(texts), encoder.encode_documents(texts, mode="fp32"))
+    assert vars(onnx_enc.last_report) == vars(encoder.last_report) and encoder.last_report.windowed == 1
 
 
 @pytest.mark.numerics

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import Record
-from .encode.loading import check_same_model
 from .errors import DataFormatError, InputError
 from .sources import iter_source_records, source_kind
 
@@ -23,6 +22,7 @@ class IngestReport:
     removed: int = 0
     kept_missing: int = 0  # documents not in the source that were kept (--keep-missing, or unreadable items)
     truncated: int = 0  # texts longer than the model's max length (only the first tokens count)
+    windowed: int = 0  # texts longer than one window (encoded as max over windows, or as passages)
     skipped: list[DataFormatError] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -33,6 +33,7 @@ class IngestReport:
             "removed": self.removed,
             "kept_missing": self.kept_missing,
             "truncated": self.truncated,
+            "windowed": self.windowed,
             "skipped": [{"path": e.path, "line": e.line, "problem": e.problem} for e in self.skipped],
         }
 
@@ -125,19 +126,15 @@ def _sync_batch(idx, batch: list[Record], report: IngestReport, batch_size: int,
             show_progress=show_progress,
         )
         report.truncated += idx.encoder.last_report.truncated
+        report.windowed += idx.encoder.last_report.windowed
     report.added += len(new)
     report.updated += len(changed)
 
 
 def _index_shards(idx, folder: Path, report: IngestReport, seen: set[str]) -> None:
-    from .scale.shards import iter_shard_batches, read_manifest
+    from .scale.load import index_shards
 
-    check_same_model(idx.model, read_manifest(folder).get("model") or {}, str(folder), " (the shards' model)")
-    for batch in iter_shard_batches(folder):
-        vectors = batch.vectors
-        vectors.vocab = None  # checked through the shard manifest's model above
-        exists = [x in idx for x in batch.ids]
-        report.updated += sum(exists)
-        report.added += len(exists) - sum(exists)
-        seen.update(batch.ids)
-        idx.upsert_vectors(batch.ids, vectors, batch.texts, batch.metadata)
+    done = index_shards(idx, folder)  # same model, and passages shards only into a passages index (and back)
+    report.added += done.added
+    report.updated += done.updated
+    seen.update(done.ids)

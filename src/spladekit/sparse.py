@@ -298,3 +298,16 @@ class SparseVectors:
             np.array_equal(self.indices, other.indices)
             and np.allclose(self.data, other.data, atol=atol, rtol=0)
         )
+
+
+def max_merge(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-term max of several sparse rows (term ids, weights): one document's vector from its windows or
+    passages. One row comes back as it is."""
+    if len(rows) == 1:
+        return rows[0][0].astype(np.int32, copy=False), rows[0][1].astype(np.float32, copy=False)
+    idx = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int32)
+    val = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
+    terms, inv = np.unique(idx, return_inverse=True)
+    best = np.full(len(terms), -np.inf, np.float32)
+    np.maximum.at(best, inv, val)
+    return terms.astype(np.int32), best

@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .options import EXIT_SKIPPED, batch_size_option, json_option, k_option, model_option, output_option
+from .options import (
+    EXIT_SKIPPED,
+    batch_size_option,
+    json_option,
+    k_option,
+    long_docs_option,
+    model_option,
+    output_option,
+    stride_option,
+    window_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,12 +93,23 @@ def encode_cmd(
         False, "--ray", help="Encode with Ray Data (distributed); writes parquet shards."
     ),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local cluster)."),
+    long_docs: str = long_docs_option(None),
+    window: int | None = window_option(),
+    stride: int | None = stride_option(),
 ) -> None:
     """Encode a corpus into Anserini JsonVectorCollection JSONL (or parquet shards with --ray). Unreadable files
-    and malformed records are skipped and listed; the exit code is 3 when any were."""
+    and malformed records are skipped and listed; the exit code is 3 when any were.
+
+    Documents longer than the model's window: --long-docs max (default) or truncate give one vector per document;
+    passages (with --ray) writes one row per passage, for an index created with --long-docs passages."""
+    from ..encode.windows import check_long_docs
     from ..sources import iter_source_records, source_kind
 
     kind = "query" if query else "document"
+    given = long_docs is not None or window is not None or stride is not None
+    if query and given:
+        raise InputError("--long-docs, --window and --stride apply to documents; queries are truncated")
+    settings = check_long_docs(long_docs, window, stride) if given else None
     if use_ray:
         from ..scale.ray_encode import encode_with_ray
         from ..scale.slices import DEFAULT_SHARD_SIZE
@@ -104,10 +125,13 @@ def encode_cmd(
             address=address,
             cpus_per_worker=threads or 1,
             shard_size=chunk or DEFAULT_SHARD_SIZE,
+            long_docs=settings,
         )
         return
     if address is not None:
         raise InputError("--address needs --ray")
+    if settings is not None and settings.strategy == "passages":
+        raise InputError("--long-docs passages writes a row per passage: it needs --ray (parquet shards)")
     if source_kind(input) == "shards":
         raise InputError(f"{input}: parquet shards hold vectors already; index or export them instead")
     skipped = []
@@ -122,21 +146,29 @@ def encode_cmd(
     from ..io import atomic_writer
 
     enc = SpladeEncoder.load(model, mode=mode, threads=threads)
-    truncated = 0
+    settings = enc.document_settings(settings)  # checked against the model's max length
+    truncated = windowed = 0
     with atomic_writer(output) as f, tqdm(total=len(records), desc="encoding", unit="text") as bar:
         step = chunk or 2048
         for s in range(0, len(records), step):
             part = records[s : s + step]
             vecs = enc.encode(
-                [r.full_text for r in part], kind=kind, batch_size=batch_size, max_active_dims=max_active_dims
+                [r.full_text for r in part],
+                kind=kind,
+                batch_size=batch_size,
+                max_active_dims=max_active_dims,
+                long_docs=settings,
             )
             truncated += enc.last_report.truncated
+            windowed += enc.last_report.windowed
             for r, d in zip(part, vecs.to_dicts()):
                 f.write(json.dumps({"_id": r.id, "vector": d}, ensure_ascii=False) + "\n")
             bar.update(len(part))
-    typer.echo(
-        f"wrote {len(records)} vectors to {output} ({truncated} texts truncated at {enc.max_length} tokens)"
-    )
+    if windowed:
+        note = f"{windowed} texts longer than one window: {settings.describe(enc.max_length)}"
+    else:
+        note = f"{truncated} texts truncated at {enc.max_length} tokens"
+    typer.echo(f"wrote {len(records)} vectors to {output} ({note})")
     if skipped:
         typer.secho(f"skipped {len(skipped)} item(s):", fg=typer.colors.YELLOW, err=True)
         for e in skipped:

@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from .options import batch_size_option, index_option, json_option, k_option, model_option, output_option
+from .options import (
+    batch_size_option,
+    index_option,
+    json_option,
+    k_option,
+    long_docs_option,
+    model_option,
+    output_option,
+    stride_option,
+    window_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,11 +46,17 @@ def eval_command(
         False, "--exact", help="brute-force exact search instead of the index (reference)"
     ),
     batch_size: int = batch_size_option(),
+    long_docs: str = long_docs_option(),
+    window: int | None = window_option(),
+    stride: int | None = stride_option(),
     as_json: bool = json_option("Print metrics.json to stdout instead of the summary."),
 ) -> None:
     """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report."""
+    from ..encode.windows import check_long_docs
     from ..eval import evaluate
     from ..eval.report import LABELS, metrics_json
+
+    settings = check_long_docs(long_docs, window, stride)
 
     out = output or Path(f"eval-{Path(data_dir).resolve().name}-{split}")
 
@@ -59,6 +75,7 @@ def eval_command(
         bm25=bm25,
         retriever="exact" if exact else "index",
         batch_size=batch_size,
+        long_docs=settings,
         show_progress=not as_json,
         log=log,
     )
@@ -76,4 +93,10 @@ def eval_command(
         f"FLOPS {sp['avg_flops']:.2f}; query latency p50 {tm['query_latency_p50_ms']:.1f} ms; "
         f"total {tm['total_s']:.0f} s"
     )
+    ld = res.report["long_docs"]
+    if "documents_windowed" in ld:
+        typer.echo(
+            f"long documents: {ld['strategy']}, {ld['documents_windowed']:,} of {res.report['dataset']['documents']:,} "
+            f"longer than one window of {ld['window']} tokens ({ld['windows']:,} windows encoded)"
+        )
     typer.echo(f"report: {out / 'report.md'}")

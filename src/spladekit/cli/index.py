@@ -14,10 +14,14 @@ from .options import (
     EXIT_SKIPPED,
     batch_size_option,
     filter_option,
+    highlight_option,
     index_option,
     json_option,
     k_option,
+    long_docs_option,
     model_option,
+    stride_option,
+    window_option,
 )
 
 
@@ -62,6 +66,9 @@ def index_cmd(
         None, "--url", help="qdrant: server or cluster URL (default: embedded Qdrant storage in the folder)."
     ),
     collection: str = typer.Option(None, "--collection", help="qdrant: collection name."),
+    long_docs: str = long_docs_option(None),
+    window: int | None = window_option(),
+    stride: int | None = stride_option(),
 ) -> None:
     """Index documents and keep the index in sync with the source: new documents are added, changed ones
     re-encoded, unchanged ones skipped, and those whose file or record is gone removed (--keep-missing keeps
@@ -76,14 +83,22 @@ def index_cmd(
         raise InputError("--url and --collection need --backend qdrant")
     if backend == "qdrant" and compact:
         raise InputError("--compact applies to the local backend only (Qdrant keeps float32 weights)")
-    source_kind(source)  # a bad source fails before any model is loaded
+    from ..encode.windows import check_long_docs
+
+    settings = (
+        check_long_docs(long_docs, window, stride) if (long_docs or window or stride is not None) else None
+    )
+    if source_kind(source) == "shards" and settings is None and not is_index_folder(index):
+        from ..scale.shards import read_manifest, shards_long_docs
+
+        settings = shards_long_docs(read_manifest(source))  # a new index encodes as its shards were
     if strict:
         check_source(source)
     t0 = time.perf_counter()
     existed = is_index_folder(index)
     created_folder = not index.exists()
     try:
-        idx = _open_or_create(index, existed, model, backend, compact, url, collection)
+        idx = _open_or_create(index, existed, model, backend, compact, url, collection, settings)
         # a served index is written by the server now and then: wait for its write to finish
         with idx, idx.writing(wait=LOCK_WAIT):
             report = index_source(
@@ -114,7 +129,14 @@ def index_cmd(
     if report.truncated:
         typer.echo(
             f"note: {report.truncated} document(s) are longer than the model's "
-            f"{idx.model.get('max_length', 512)} tokens; only their first tokens are indexed",
+            f"{idx.model.get('max_length', 512)} tokens; only their first tokens are indexed "
+            "(this index truncates: build a new one with --long-docs max or passages to index all of them)",
+            err=True,
+        )
+    if report.windowed:
+        typer.echo(
+            f"{report.windowed} document(s) longer than one window: "
+            f"{idx.long_docs.describe(idx.model.get('max_length', 512))}",
             err=True,
         )
     if report.skipped:
@@ -124,11 +146,18 @@ def index_cmd(
         raise typer.Exit(EXIT_SKIPPED)
 
 
-def _open_or_create(index: Path, existed: bool, model, backend, compact, url, collection):
+def _open_or_create(index: Path, existed: bool, model, backend, compact, url, collection, long_docs=None):
     from ..index import Index
 
     if existed:
-        return Index.open(index, encoder=model)
+        idx = Index.open(index, encoder=model)
+        if long_docs is not None and idx.long_docs.record() != long_docs.record():
+            idx.close()
+            raise InputError(
+                f"{index} encodes long documents by {idx.long_docs.record()}, not {long_docs.record()}: the "
+                "setting is chosen when an index is created (leave --long-docs out, or use a new index folder)"
+            )
+        return idx
     if backend == "qdrant":
         import os
 
@@ -139,8 +168,9 @@ def _open_or_create(index: Path, existed: bool, model, backend, compact, url, co
             url=url,
             collection=collection,
             api_key=os.environ.get("QDRANT_API_KEY"),
+            long_docs=long_docs,
         )
-    return Index.create(index, encoder=model, compact=compact)
+    return Index.create(index, encoder=model, compact=compact, long_docs=long_docs)
 
 
 def _remove_new_index(index: Path, created_folder: bool) -> None:
@@ -189,6 +219,7 @@ def search_cmd(
         max=1.0,
     ),
     model: str = model_option("Model folder or hub id; must be the index's own (default: the index's)."),
+    highlight: bool = highlight_option(),
     as_json: bool = json_option(),
 ) -> None:
     """Search an index folder."""
@@ -203,7 +234,9 @@ def search_cmd(
     t1 = time.perf_counter()
     qv = enc.encode_queries([query])
     t2 = time.perf_counter()
-    hits = idx.search(qv, k=k, filter=flt, explain=explain, with_text=True, approx=approx or False)
+    hits = idx.search(
+        qv, k=k, filter=flt, explain=explain, with_text=True, approx=approx or False, highlight=highlight
+    )
     t3 = time.perf_counter()
     if as_json:
         typer.echo(json.dumps([_hit_dict(h, explain) for h in hits], ensure_ascii=False))
@@ -222,17 +255,45 @@ def search_cmd(
     table.add_column("text", overflow="fold", max_width=70)
     if explain:
         table.add_column("top terms (query x doc = contribution)")
+    if highlight:
+        table.add_column("matched words (term ← word)", overflow="fold", max_width=30)
     for rank, h in enumerate(hits, 1):
-        text = (h.text or "").replace("\n", " ")
-        row = [str(rank), h.id, f"{h.score:.3f}", text[:160] + ("…" if len(text) > 160 else "")]
+        row = [str(rank), h.id, f"{h.score:.3f}", _shown_text(h, highlight)]
         if explain:
             row.append("\n".join(f"{t} {q:.2f}x{d:.2f}={p:.2f}" for t, q, d, p in (h.explanation or [])[:6]))
+        if highlight:
+            row.append(_matched_words(h))
         table.add_row(*row)
     Console().print(table)
 
 
+def _shown_text(h, highlight: bool) -> str:
+    """The snippet with the matched words marked (rich markup), or the start of the text."""
+    from rich.markup import escape
+
+    if highlight and h.highlights:
+        from ..index.highlight import render_snippet
+
+        return render_snippet(h.highlights["snippet"])
+    text = (h.text or "").replace("\n", " ")
+    if h.passage is not None and h.text:
+        text = h.text[h.passage[0] : h.passage[1]].replace("\n", " ")
+    return escape(text[:160] + ("…" if len(text) > 160 else ""))
+
+
+def _matched_words(h) -> str:
+    from rich.markup import escape
+
+    terms = (h.highlights or {}).get("terms") or []
+    return "\n".join(escape(f"{t['term']} ← {t['word']}") for t in terms[:8] if t.get("word"))
+
+
 def _hit_dict(h, explain: bool) -> dict:
     out = {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
+    if h.passage is not None:
+        out["passage"] = {"start": h.passage[0], "end": h.passage[1]}
+    if h.highlights is not None:
+        out["highlights"] = h.highlights
     if explain:
         out["explanation"] = [
             {"token": t, "query": q, "doc": d, "product": p} for t, q, d, p in h.explanation or []
@@ -259,7 +320,9 @@ def info_cmd(
     as_json: bool = json_option("Print JSON."),
 ) -> None:
     """Documents, segments, postings, bytes on disk and model of an index folder."""
-    info = open_index(index).info()
+    idx = open_index(index)
+    info = idx.info()
+    info["long_docs"] = window_stats(idx)
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -269,6 +332,7 @@ def info_cmd(
         (
             "documents",
             f"{info['documents']:,}"
+            + (f" in {info['passages']:,} passages" if info.get("passages") is not None else "")
             + (f" ({info['deleted']:,} deleted, not merged yet)" if info.get("deleted") else ""),
         )
     ]
@@ -290,5 +354,44 @@ def info_cmd(
         )
         lines.append(("bytes on disk", f"{info['bytes_on_disk']:,}{detail}"))
     lines.append(("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"))
+    ld = info["long_docs"]
+    how = "exact" if ld.get("sampled") is None else f"from {ld['sampled']:,} stored texts"
+    per_doc = (
+        f"; {ld['windows_per_document']:.2f} windows per document ({how})"
+        if ld.get("windows_per_document")
+        else ""
+    )
+    lines.append(("long documents", f"{ld['describe']}{per_doc}"))
     for key, val in lines:
         typer.echo(f"{key:>14}: {val}")
+
+
+# Stored texts tokenised to estimate windows per document in a max / truncate index (passages are counted).
+WINDOW_SAMPLE = 1000
+
+
+def window_stats(idx) -> dict:
+    """The index's long-document setting and its windows per document: exact for a passages index, estimated
+    from a sample of stored texts otherwise (the tokenizer only; no model runs)."""
+    ld = idx.long_docs
+    max_length = int(idx.model.get("max_length", 512))
+    out = {**ld.record(), "describe": ld.describe(max_length), "windows_per_document": None, "sampled": None}
+    n_docs = len(idx)
+    if not n_docs:
+        return out
+    if ld.strategy == "passages":
+        out["windows_per_document"] = idx.info()["passages"] / n_docs
+        return out
+    texts = []
+    for batch in idx.iter_documents(batch=min(WINDOW_SAMPLE, 4096)):
+        texts += [t for t in (batch.texts or []) if t]
+        if len(texts) >= WINDOW_SAMPLE:
+            break
+    if texts:
+        from ..encode.windows import LongDocs
+
+        probe = LongDocs("max", ld.window, ld.stride)
+        units = idx.query_encoder.plan_units(texts[:WINDOW_SAMPLE], "document", probe)
+        out["windows_per_document"] = float(units.counts.mean())
+        out["sampled"] = len(texts[:WINDOW_SAMPLE])
+    return out

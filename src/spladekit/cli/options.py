@@ -35,3 +35,23 @@ def filter_option():
 
 def json_option(help: str = "Print JSON instead of a table."):
     return typer.Option(False, "--json", help=help)
+
+
+def long_docs_option(default: str = "max"):
+    return typer.Option(
+        default,
+        "--long-docs",
+        help="Documents longer than the model's window: max (over windows), passages (best window ranks), truncate.",
+    )
+
+
+def window_option():
+    return typer.Option(None, "--window", help="Tokens per window (default: the model's max length).", min=8)
+
+
+def stride_option():
+    return typer.Option(None, "--stride", help="Tokens two neighbouring windows share (default 64).", min=0)
+
+
+def highlight_option():
+    return typer.Option(False, "--highlight", help="Show the words behind each match and a snippet.")

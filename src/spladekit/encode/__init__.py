@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import MODES, EncodeReport, Mode
+from .base import MODES, EncodeReport, Mode, Passages
 from .loading import bundled_model_path, resolve_model
+from .windows import STRATEGIES, LongDocs, check_long_docs
 
 if TYPE_CHECKING:  # pragma: no cover
     from .encoder import SpladeEncoder, cpu_supports_bf16
@@ -19,6 +20,10 @@ __all__ = [
     "Mode",
     "SpladeEncoder",
     "EncodeReport",
+    "LongDocs",
+    "Passages",
+    "STRATEGIES",
+    "check_long_docs",
     "bundled_model_path",
     "resolve_model",
     "cpu_supports_bf16",

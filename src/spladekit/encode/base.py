@@ -13,8 +13,9 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..errors import InputError
-from ..sparse import SparseVectors
+from ..sparse import SparseVectors, max_merge
 from .loading import ModelSpec, weights_sha256
+from .windows import TRUNCATE, LongDocs, Units, check_long_docs, whole_text_units, window_units
 
 Mode = Literal["exact", "fast", "fp32"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -52,12 +53,34 @@ def check_texts(texts) -> list[str]:
 
 @dataclass
 class EncodeReport:
-    """What the last encode call did: texts, tokens, how many were truncated, empty inputs."""
+    """What the last encode call did: texts, tokens encoded, texts truncated, empty inputs, windows encoded and
+    texts longer than one window (``max`` / ``passages``)."""
 
     texts: int = 0
     tokens: int = 0
     truncated: int = 0
     empty: int = 0
+    windows: int = 0
+    windowed: int = 0
+
+
+@dataclass
+class Passages:
+    """Windows of documents encoded one by one (``encode_passages``): a vector per passage, the text each belongs
+    to (``owner``, ascending), its character span in that text, and how many passages each text has."""
+
+    vectors: SparseVectors
+    owner: np.ndarray
+    spans: list[tuple[int, int]]
+    counts: np.ndarray
+
+    def document_vectors(self) -> SparseVectors:
+        """One vector per text: the per-term max over its passages (what ``max`` gives)."""
+        bounds = np.concatenate([[0], np.cumsum(self.counts)]).tolist()
+        rows = [
+            max_merge([self.vectors.row(u) for u in range(s, e)]) for s, e in zip(bounds[:-1], bounds[1:])
+        ]
+        return SparseVectors.from_rows(rows, self.vectors.dim, self.vectors.vocab)
 
 
 def build_vocab(size: int, token_of: Callable[[int], str | None]) -> list[str]:
@@ -68,11 +91,23 @@ def build_vocab(size: int, token_of: Callable[[int], str | None]) -> list[str]:
 def sparsify(w: np.ndarray, max_active_dims: int | None, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(term ids, weights) of a dense weight row: weights above ``threshold``, the ``max_active_dims`` largest."""
     idx = np.flatnonzero(w > threshold)
-    val = w[idx]
+    return select(idx, w[idx], max_active_dims, threshold)
+
+
+def select(
+    idx: np.ndarray, val: np.ndarray, max_active_dims: int | None, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``sparsify`` on a sparse row: weights above ``threshold``, the ``max_active_dims`` largest, in term order."""
+    keep = val > threshold
+    if not keep.all():
+        idx, val = idx[keep], val[keep]
     if max_active_dims is not None and len(idx) > max_active_dims:
         top = np.sort(np.argsort(-val, kind="stable")[:max_active_dims])
         idx, val = idx[top], val[top]
     return idx.astype(np.int32), val.astype(np.float32)
+
+
+EMPTY_ROW = (np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 class EncoderBase:
@@ -80,6 +115,8 @@ class EncoderBase:
 
     spec: ModelSpec
     mode: Mode = "exact"
+    # How documents longer than one window are encoded (queries are always truncated); see ``windows``.
+    long_docs: LongDocs = LongDocs()
     last_report: EncodeReport
     _weights_hash: str | None = None
     _vocab: list[str] | None = None
@@ -132,10 +169,120 @@ class EncoderBase:
             "activation": self.spec.activation,
             "vocab_size": self.vocab_size,
             "mode": self.mode,
+            "long_docs": self.long_docs.record(),
         }
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, texts: str | Sequence[str], *, kind: Kind = "document", **options) -> SparseVectors:
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        kind: Kind = "document",
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        threshold: float = 0.0,
+        mode: Mode | None = None,
+        show_progress: bool = False,
+        long_docs: str | LongDocs | None = None,
+        **options,
+    ) -> SparseVectors:
+        """Encode texts into a SparseVectors batch, rows in input order; empty strings give empty vectors.
+
+        Documents follow ``long_docs`` (default: the encoder's ``long_docs``, ``max`` over windows); queries are
+        truncated at ``max_length``. See ``last_report`` for tokens, truncated texts and windows.
+        """
+        units, rows = self._run(texts, kind, long_docs, mode, batch_size, show_progress, options)
+        merged = [select(i, v, max_active_dims, threshold) for i, v in units.merge(rows)]
+        return SparseVectors.from_rows(merged, self.vocab_size, self.vocab)
+
+    def encode_passages(
+        self,
+        texts: str | Sequence[str],
+        *,
+        long_docs: str | LongDocs | None = None,
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        threshold: float = 0.0,
+        mode: Mode | None = None,
+        show_progress: bool = False,
+        **options,
+    ) -> Passages:
+        """Documents cut into windows (``long_docs``'s window and stride), one vector per window."""
+        ld = self.document_settings(long_docs)
+        ld = LongDocs("passages", ld.window, ld.stride)
+        units, rows = self._run(texts, "document", ld, mode, batch_size, show_progress, options)
+        vecs = [select(i, v, max_active_dims, threshold) for i, v in rows]
+        return Passages(
+            SparseVectors.from_rows(vecs, self.vocab_size, self.vocab), units.owner, units.spans, units.counts
+        )
+
+    def document_settings(self, long_docs: str | LongDocs | None = None) -> LongDocs:
+        """``long_docs`` checked against this model (window ≤ max_length), or the encoder's own setting."""
+        if long_docs is None:
+            return self.long_docs
+        return check_long_docs(long_docs, max_length=self.max_length)
+
+    def _run(self, texts, kind, long_docs, mode, batch_size, show_progress, options):
+        texts = check_texts(texts)
+        mode = self._check_run_mode(mode)
+        if batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+        units = self.plan_units(
+            texts, kind, TRUNCATE if kind == "query" else self.document_settings(long_docs)
+        )
+        rows = self._encode_units(units, mode, batch_size, show_progress, kind, **options)
+        self.last_report = EncodeReport(
+            texts=len(texts),
+            tokens=units.tokens,
+            truncated=units.truncated,
+            empty=sum(1 for t, x in zip(units.owner, units.ids) if x is None),
+            windows=sum(1 for x in units.ids if x is not None),
+            windowed=units.windowed,
+        )
+        return units, rows
+
+    def _check_run_mode(self, mode: str | None) -> str:
+        """The mode of one call (None: the encoder's); an encoder that cannot run a mode refuses it here."""
+        return check_mode(mode) if mode is not None else self.mode
+
+    def _encode_units(
+        self, units: Units, mode: str, batch_size: int, show_progress: bool, kind: str, **options
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(term ids, weights) of every unit (``EMPTY_ROW`` for an empty one), in ``units.batches`` runs."""
+        raise NotImplementedError
+
+    def plan_units(self, texts: list[str], kind: str, long_docs: LongDocs) -> Units:
+        """Token ids of what will be encoded: whole (truncated) texts, or windows with their character spans."""
+        if long_docs.strategy == "truncate":
+            ids, flags = self._tokenize(texts, kind)
+            return whole_text_units(ids, flags, texts)
+        tok = self._window_tokenizer
+        if tok is None:
+            raise InputError(
+                f"{self.name}: long-document windows need a fast (tokenizers) tokenizer; use long_docs='truncate'"
+            )
+        mtexts, non_empty = self.model_texts(texts, kind)
+        full: list = [None] * len(texts)
+        if non_empty:
+            with self._tok_lock:  # type: ignore[attr-defined]
+                tok.no_padding()
+                tok.no_truncation()
+                self._truncation = None  # the next truncating call sets it again
+                encs = tok.encode_batch([mtexts[i] for i in non_empty])
+            for i, e in zip(non_empty, encs):
+                full[i] = e
+        prompt = self.spec.prompts.get(kind, "")
+        return window_units(
+            full, texts, mtexts, prompt, long_docs.window or self.max_length, long_docs.stride
+        )
+
+    @property
+    def _window_tokenizer(self):
+        """The ``tokenizers.Tokenizer`` that cuts windows (offsets, word ids), or None."""
+        return None
+
+    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], list[bool]]:
+        """Token ids per text truncated at ``max_length`` (None for an empty text), and which were truncated."""
         raise NotImplementedError
 
     def encode_queries(self, texts: str | Sequence[str], **kwargs) -> SparseVectors:

@@ -58,12 +58,14 @@ def resolve_model(encoder):
     return encoder, None
 
 
-def model_record(enc) -> dict:
-    """The model identity an index records. The numpy encoder reports mode ``fp32``; documents will be encoded
-    by the torch encoder in its default mode, so that is what is recorded."""
+def model_record(enc, long_docs=None) -> dict:
+    """The model identity an index records, with how its documents are encoded: the numpy encoder reports mode
+    ``fp32``; documents will be encoded by the torch encoder in its default mode, so that is what is recorded.
+    ``long_docs`` (a strategy name or ``LongDocs``; None: the encoder's own) is checked against the model."""
     from .lite import LiteEncoder
 
     info = dict(enc.info())
     if isinstance(enc, LiteEncoder):
         info["mode"] = "exact"
+    info["long_docs"] = enc.document_settings(long_docs).record()
     return info

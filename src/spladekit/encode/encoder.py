@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError, ModelLoadError, first_line
-from ..sparse import SparseVectors
 from . import pooling
-from .base import EncoderBase, EncodeReport, Mode, check_mode, check_texts, check_threads, sparsify
+from .base import EMPTY_ROW, EncoderBase, EncodeReport, Mode, check_mode, check_threads, sparsify
 from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
 from .threads import batch_workers, torch_threads
 
@@ -153,58 +151,39 @@ class SpladeEncoder(EncoderBase):
         return self._id_to_token.get(i)
 
     # ------------------------------------------------------------------ encoding
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        kind: str = "document",
-        batch_size: int = 32,
-        max_active_dims: int | None = None,
-        threshold: float = 0.0,
-        mode: Mode | None = None,
-        show_progress: bool = False,
-    ) -> SparseVectors:
-        """Encode texts into a SparseVectors batch, rows in input order.
-
-        Texts are sorted by token length to cut padding, truncated at ``max_length`` (see ``last_report``).
-        Empty strings give empty vectors.
-        """
-        texts = check_texts(texts)
-        mode = check_mode(mode) if mode is not None else self.mode
-        if batch_size < 1:
-            raise InputError("batch_size must be at least 1")
-        ids, truncated = self._tokenize(texts, kind)
-        n = len(texts)
-        report = EncodeReport(texts=n, truncated=truncated)
-        order = sorted((i for i in range(n) if ids[i] is not None), key=lambda i: -len(ids[i]))
-        report.empty = n - len(order)
-        rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * n
-        bar = _progress(len(order), show_progress, f"encoding {kind}s")
-        chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    def _encode_units(
+        self, units, mode: str, batch_size: int, show_progress: bool, kind: str, **options
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Runs of ``batch_size`` units (``units.batches``: sorted by length to cut padding), encoded by the
+        masked-LM and pooled by ``pool``; runs go to ``batch_workers`` in parallel where that is faster."""
+        if options:
+            raise InputError(f"unknown encode option(s): {', '.join(sorted(options))}")
+        ids = units.ids
+        rows: list[tuple[np.ndarray, np.ndarray]] = [EMPTY_ROW] * len(ids)
+        chunks = units.batches(batch_size)
+        bar = _progress(sum(map(len, chunks)), show_progress, f"encoding {kind}s")
         with self._lock, torch_threads(self.threads), batch_workers(len(chunks)) as run:
             for chunk, weights in zip(
                 chunks, run(lambda c: self._encode_batch([ids[i] for i in c], mode), chunks)
             ):
-                report.tokens += sum(len(ids[i]) for i in chunk)
                 for j, i in enumerate(chunk):
-                    rows[i] = sparsify(weights[j].float().numpy(), max_active_dims, threshold)
+                    rows[i] = sparsify(weights[j].float().numpy(), None, 0.0)
                 if bar is not None:
                     bar.update(len(chunk))
         if bar is not None:
             bar.close()
-        self.last_report = report
-        return (
-            SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
-            if n
-            else SparseVectors.empty(0, self.vocab_size)
-        )
+        return rows
 
-    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
+    @property
+    def _window_tokenizer(self):
+        return self._fast_tok
+
+    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], list[bool]]:
         texts, non_empty = self.model_texts(texts, kind)
         out: list[list[int] | None] = [None] * len(texts)
-        truncated = 0
+        truncated = [False] * len(texts)
         if not non_empty:
-            return out, 0
+            return out, truncated
         if self._fast_tok is not None:
             tok = self._fast_tok
             with self._tok_lock:
@@ -213,18 +192,29 @@ class SpladeEncoder(EncoderBase):
                 encs = tok.encode_batch([texts[i] for i in non_empty])
             for i, e in zip(non_empty, encs):
                 out[i] = e.ids
-                truncated += bool(e.overflowing)
+                truncated[i] = bool(e.overflowing)
         else:
             enc = self.tokenizer([texts[i] for i in non_empty], truncation=True, max_length=self.max_length)
             full = self.tokenizer([texts[i] for i in non_empty], truncation=False)["input_ids"]
             for i, e, f in zip(non_empty, enc["input_ids"], full):
                 out[i] = e
-                truncated += len(f) > len(e)
+                truncated[i] = len(f) > len(e)
         return out, truncated
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The masked-LM's hidden states right before the vocabulary projection (B, L, d)."""
         return self.mlm(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def token_logits(self, input_ids: list[int], terms: np.ndarray) -> np.ndarray:
+        """Logits (L, T) float32 of ``terms`` at every token of one tokenised text (ids include [CLS]/[SEP]):
+        only those rows of the vocabulary projection (match provenance, ``provenance.term_sources``)."""
+        cols = torch.as_tensor(np.asarray(terms, np.int64))
+        ids = torch.tensor([list(input_ids)], dtype=torch.long)
+        with self._lock, torch_threads(self.threads), torch.no_grad():
+            hidden = self.hidden_states(ids, torch.ones_like(ids))[0].float()
+            w = self.head_weight.detach().float()[cols]
+            out = hidden @ w.T + self.head_bias.detach().float()[cols]
+        return out.numpy().astype(np.float32, copy=False)
 
     def _head_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fp32 W^T, bf16 W, bf16 W^T, row norms), rebuilt when the head weights change (e.g. training)."""

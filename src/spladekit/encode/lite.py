@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelLoadError, first_line
-from ..sparse import SparseVectors
-from .base import EncoderBase, EncodeReport, check_texts, sparsify
+from .base import EMPTY_ROW, EncoderBase, EncodeReport, sparsify
 from .lite_bert import ARCHITECTURES, MaskedLM, build_masked_lm
 from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
 from .tokenizing import RustTokenizing
@@ -50,45 +49,32 @@ class LiteEncoder(RustTokenizing, EncoderBase):
         return int(self._m.decoder_t.shape[1])
 
     # ------------------------------------------------------------------ encoding
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        kind: str = "document",
-        batch_size: int = 32,
-        max_active_dims: int | None = None,
-        threshold: float = 0.0,
-        mode: str | None = None,
-        show_progress: bool = False,
-    ) -> SparseVectors:
-        """Encode texts into a SparseVectors batch, rows in input order; empty strings give empty vectors.
-
-        ``batch_size`` and ``show_progress`` are accepted for compatibility with ``SpladeEncoder.encode`` (texts
-        are run one at a time); ``mode`` may be "fp32" or "exact" (same output), not "fast".
-        """
-        texts = check_texts(texts)
+    def _check_run_mode(self, mode: str | None) -> str:
         if mode not in (None, "fp32", "exact"):
             raise InputError(
                 f"mode {mode!r} is not available in the lite encoder: it computes fp32 (or 'exact')"
             )
-        if batch_size < 1:
-            raise InputError("batch_size must be at least 1")
-        ids, truncated = self._tokenize(texts, kind)
-        report = EncodeReport(texts=len(texts), truncated=truncated)
-        rows: list[tuple[np.ndarray, np.ndarray]] = []
-        for x in ids:
-            if x is None:
-                report.empty += 1
-                rows.append((np.zeros(0, np.int32), np.zeros(0, np.float32)))
-                continue
-            report.tokens += len(x)
-            rows.append(sparsify(self.weights(x), max_active_dims, threshold))
-        self.last_report = report
-        return SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
+        return "fp32"
+
+    def _encode_units(
+        self, units, mode: str, batch_size: int, show_progress: bool, kind: str, **options
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Units one at a time (``batch_size`` and ``show_progress`` are accepted for compatibility with
+        ``SpladeEncoder``; numpy gains nothing from padding texts into a batch)."""
+        if options:
+            raise InputError(f"unknown encode option(s): {', '.join(sorted(options))}")
+        return [EMPTY_ROW if x is None else sparsify(self.weights(x), None, 0.0) for x in units.ids]
 
     def hidden_states(self, input_ids: Sequence[int]) -> np.ndarray:
         """One text's hidden states after the MLM head transform, right before the vocabulary projection (L, d)."""
         return self._m.hidden_states(input_ids)
+
+    def token_logits(self, input_ids: Sequence[int], terms: np.ndarray) -> np.ndarray:
+        """Logits (L, T) float32 of ``terms`` at every token of one tokenised text (ids include [CLS]/[SEP]):
+        only those columns of the vocabulary projection (match provenance, ``provenance.term_sources``)."""
+        cols = np.asarray(terms, np.int64)
+        m = self._m
+        return (m.hidden_states(input_ids) @ m.decoder_t[:, cols] + m.decoder_b[cols]).astype(np.float32)
 
     def weights(self, input_ids: Sequence[int]) -> np.ndarray:
         """Dense SPLADE weights (V,) float32 of one tokenised text (ids include [CLS]/[SEP])."""

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelLoadError, first_line
-from ..sparse import SparseVectors
-from .base import EncoderBase, EncodeReport, check_mode, check_texts, check_threads
+from .base import EMPTY_ROW, EncoderBase, EncodeReport, check_mode, check_threads
 from .loading import ModelSpec
 from .tokenizing import RustTokenizing
 
@@ -144,49 +143,37 @@ class OnnxEncoder(RustTokenizing, EncoderBase):
         return self._weights_hash  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ encoding
-    def encode(
-        self,
-        texts: str | Sequence[str],
-        *,
-        kind: str = "document",
-        batch_size: int = 32,
-        max_active_dims: int | None = None,
-        threshold: float = 0.0,
-        mode: str | None = None,
-        show_progress: bool = False,
-        token_budget: int = TOKEN_BUDGET,
-    ) -> SparseVectors:
-        """Encode texts into a SparseVectors batch, rows in input order; empty strings give empty vectors.
+    def _check_run_mode(self, mode: str | None) -> str:
+        return _check_onnx_mode(mode) if mode is not None else self.mode
 
-        Texts are sorted by length and run ``batch_size`` at a time, fewer when a run would pass ``token_budget``
-        padded tokens (a longer text runs alone). ``mode``: "exact" or "fp32" (the same fp32 output).
-        """
-        texts = check_texts(texts)
-        if mode is not None:
-            _check_onnx_mode(mode)
-        if batch_size < 1 or token_budget < 1:
-            raise InputError("batch_size and token_budget must be at least 1")
-        ids, truncated = self._tokenize(texts, kind)
-        n = len(texts)
-        report = EncodeReport(texts=n, truncated=truncated)
-        order = sorted((i for i in range(n) if ids[i] is not None), key=lambda i: -len(ids[i]))
-        report.empty = n - len(order)
-        rows: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int32), np.zeros(0, np.float32))] * n
-        bar = _progress(len(order), show_progress, f"encoding {kind}s")
+    def _encode_units(
+        self,
+        units,
+        mode: str,
+        batch_size: int,
+        show_progress: bool,
+        kind: str,
+        token_budget: int = TOKEN_BUDGET,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Units sorted by length, run ``batch_size`` at a time, fewer when a run would pass ``token_budget``
+        padded tokens (a longer unit runs alone)."""
+        if token_budget < 1:
+            raise InputError("token_budget must be at least 1")
+        ids = units.ids
+        lengths = [len(x) if x is not None else 0 for x in ids]
+        rows: list[tuple[np.ndarray, np.ndarray]] = [EMPTY_ROW] * len(ids)
+        groups = units.groups()
+        bar = _progress(sum(map(len, groups)), show_progress, f"encoding {kind}s")
         with self._lock:
-            for chunk in _runs(
-                order, [len(x) if x is not None else 0 for x in ids], batch_size, token_budget
-            ):
-                out = self.run([ids[i] for i in chunk])
-                report.tokens += sum(len(ids[i]) for i in chunk)
-                for i, (idx, val) in zip(chunk, out):
-                    rows[i] = _select(idx, val, max_active_dims, threshold)
-                if bar is not None:
-                    bar.update(len(chunk))
+            for group in groups:
+                for chunk in _runs(group, lengths, batch_size, token_budget):
+                    for i, row in zip(chunk, self.run([ids[i] for i in chunk])):
+                        rows[i] = row
+                    if bar is not None:
+                        bar.update(len(chunk))
         if bar is not None:
             bar.close()
-        self.last_report = report
-        return SparseVectors.from_rows(rows, self.vocab_size, self.vocab)
+        return rows
 
     def run(self, batch_ids: Sequence[Sequence[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One onnxruntime run: (term ids int32, weights float32) of each tokenised text, padded to the longest."""
@@ -276,18 +263,6 @@ def _runs(order: list[int], lengths: list[int], batch_size: int, budget: int):
         size = max(1, min(batch_size, budget // max(longest, 1)))
         yield order[start : start + size]
         start += size
-
-
-def _select(
-    idx: np.ndarray, val: np.ndarray, max_active_dims: int | None, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """``base.sparsify`` on a row already sparse: weights above ``threshold``, the ``max_active_dims`` largest."""
-    keep = val > threshold
-    idx, val = idx[keep], val[keep]
-    if max_active_dims is not None and len(idx) > max_active_dims:
-        top = np.sort(np.argsort(-val, kind="stable")[:max_active_dims])
-        idx, val = idx[top], val[top]
-    return idx.astype(np.int32), val.astype(np.float32)
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -21,11 +21,15 @@ class RustTokenizing:
     def _token_of(self, i: int) -> str | None:
         return self._tok.id_to_token(i)
 
-    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], int]:
-        """Token ids per text (None for an empty text) and how many texts were truncated."""
+    @property
+    def _window_tokenizer(self) -> Any:
+        return self._tok
+
+    def _tokenize(self, texts: list[str], kind: str) -> tuple[list[list[int] | None], list[bool]]:
+        """Token ids per text (None for an empty text) and which texts were truncated."""
         texts, non_empty = self.model_texts(texts, kind)  # type: ignore[attr-defined]
         out: list[list[int] | None] = [None] * len(texts)
-        truncated = 0
+        truncated = [False] * len(texts)
         if non_empty:
             with self._tok_lock:
                 if self._truncation != self.max_length:  # type: ignore[attr-defined]
@@ -34,5 +38,5 @@ class RustTokenizing:
                 encodings = self._tok.encode_batch([texts[i] for i in non_empty])
             for i, e in zip(non_empty, encodings):
                 out[i] = e.ids
-                truncated += bool(e.overflowing)
+                truncated[i] = bool(e.overflowing)
         return out, truncated

@@ -63,6 +63,7 @@ def evaluate(
     batch_size: int = 32,
     encoder=None,
     corpus_vectors: SparseVectors | None = None,
+    long_docs=None,
     show_progress: bool = False,
     log=None,
 ) -> EvalResult:
@@ -71,6 +72,9 @@ def evaluate(
     ``retriever``: ``"index"`` (the embedded ``spladekit.index.Index``; reused from ``index_dir`` when it holds an
     index built from this corpus with this model) or ``"exact"`` (brute-force scipy dot products, the reference).
     ``encoder`` / ``corpus_vectors`` let callers reuse a loaded model or already encoded documents (in corpus order).
+    ``long_docs``: ``"max"`` (the encoder's default), ``"passages"`` (documents ranked by their best window) or
+    ``"truncate"`` (what sentence-transformers does), or a ``LongDocs``; recorded in the report with how many
+    documents were longer than one window.
     Binary metrics count rel ≥ ``relevance_threshold``; nDCG uses the graded values. Writes run files, metrics.json,
     report.md and plots to ``output_dir`` when given.
     """
@@ -97,6 +101,11 @@ def evaluate(
         encoder = SpladeEncoder.load(model)
     if corpus_vectors is not None and len(corpus_vectors) != len(doc_ids):
         raise InputError(f"corpus_vectors has {len(corpus_vectors)} rows for {len(doc_ids)} documents")
+    ld = encoder.document_settings(long_docs)
+    if ld.strategy == "passages" and corpus_vectors is not None:
+        raise InputError("corpus_vectors are document vectors: they cannot be evaluated as passages")
+    windows: dict = {"strategy": ld.strategy, "window": ld.window or encoder.max_length, "stride": ld.stride}
+    passages = None
 
     timing: dict[str, float | None] = {"corpus_encode_s": None, "index_build_s": None}
     index_info: dict | None = None
@@ -104,7 +113,7 @@ def evaluate(
         idx = None
         reused = False
         if retriever == "index":
-            idx, reused = _open_or_create_index(stack, index_dir, encoder, doc_ids)
+            idx, reused = _open_or_create_index(stack, index_dir, encoder, doc_ids, ld)
         if reused:
             say(f"reusing index {idx.path}")
             docs = idx.vectors(doc_ids)
@@ -112,13 +121,28 @@ def evaluate(
             if corpus_vectors is not None:
                 docs = corpus_vectors
             else:
-                say(f"encoding {len(doc_ids):,} documents")
+                say(f"encoding {len(doc_ids):,} documents ({ld.describe(encoder.max_length)})")
                 t0 = time.perf_counter()
-                docs = encoder.encode_documents(doc_texts, batch_size=batch_size, show_progress=show_progress)
+                if ld.strategy == "passages":
+                    passages = encoder.encode_passages(
+                        doc_texts, long_docs=ld, batch_size=batch_size, show_progress=show_progress
+                    )
+                    docs = passages.document_vectors()
+                else:
+                    docs = encoder.encode_documents(
+                        doc_texts, batch_size=batch_size, show_progress=show_progress, long_docs=ld
+                    )
                 timing["corpus_encode_s"] = time.perf_counter() - t0
+                rep = encoder.last_report
+                windows.update(documents_windowed=rep.windowed, windows=rep.windows, truncated=rep.truncated)
             if idx is not None:
                 t0 = time.perf_counter()
-                idx.add_vectors(doc_ids, docs)
+                if passages is not None:
+                    idx.write_passages(
+                        doc_ids, passages.vectors, passages.owner, passages.spans, passages.counts
+                    )
+                else:
+                    idx.add_vectors(doc_ids, docs)
                 idx.commit()
                 timing["index_build_s"] = time.perf_counter() - t0
         if idx is not None:
@@ -127,7 +151,9 @@ def evaluate(
                 index_info["path"] = None  # a temporary index, removed after the run
 
         say(f"retrieving top-{k} for {len(qids):,} queries")
-        splade_rankings, queries, lat = _search_queries(encoder, idx, docs, doc_ids, q_texts, k, batch_size)
+        splade_rankings, queries, lat = _search_queries(
+            encoder, idx, docs, doc_ids, q_texts, k, batch_size, passages
+        )
     timing.update(lat)
 
     runs: dict[str, dict[str, Ranking]] = {"splade": dict(zip(qids, splade_rankings))}
@@ -165,7 +191,8 @@ def evaluate(
         },
         "measures": measure_definitions(relevance_threshold),
         "depth": k,
-        "model": encoder.info(),
+        "model": {**encoder.info(), "long_docs": ld.record()},
+        "long_docs": windows,
         "retriever": retriever,
         "index": index_info,
         "systems": {name: {"metrics": aggregate(pq)} for name, pq in per_query.items()},
@@ -218,7 +245,7 @@ def _graded(col: BeirCollection) -> bool:
     return len({r for docs in col.qrels.values() for r in docs.values() if r > 0}) > 1
 
 
-def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_ids: list[str]):
+def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_ids: list[str], long_docs):
     """(index, reused): reuse ``index_dir`` when it holds an index of this corpus and model, else build one."""
     from ..encode.loading import check_same_model
     from ..index import Index, is_index_folder
@@ -230,6 +257,11 @@ def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_i
             if len(idx) == 0:  # created by an interrupted run: fill it
                 return idx, False
             check_same_model(idx.model, encoder.info(), str(path), "; use another --index folder")
+            if idx.long_docs.record() != long_docs.record():
+                raise InputError(
+                    f"{path}: index encodes long documents by {idx.long_docs.strategy!r} "
+                    f"({idx.long_docs.record()}), not {long_docs.record()}; use another --index folder"
+                )
             missing = next((d for d in doc_ids if d not in idx), None)
             if len(idx) != len(doc_ids) or missing is not None:
                 raise InputError(
@@ -238,13 +270,20 @@ def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_i
                     + "; use another --index folder"
                 )
             return idx, True
-        return stack.enter_context(Index.create(path, encoder)), False
+        return stack.enter_context(Index.create(path, encoder, long_docs=long_docs)), False
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="spladekit-eval-"))
-    return stack.enter_context(Index.create(Path(tmp) / "index", encoder)), False
+    return stack.enter_context(Index.create(Path(tmp) / "index", encoder, long_docs=long_docs)), False
 
 
 def _search_queries(
-    encoder, idx, docs: SparseVectors, doc_ids: list[str], texts: list[str], k: int, batch_size: int
+    encoder,
+    idx,
+    docs: SparseVectors,
+    doc_ids: list[str],
+    texts: list[str],
+    k: int,
+    batch_size: int,
+    passages=None,
 ):
     """Encode the queries in batches, search each one alone (search latency of a single request), then time
     single-query encode + search on a fixed sample (the latency a user of one query sees)."""
@@ -254,6 +293,8 @@ def _search_queries(
 
     def search(v: SparseVectors) -> Ranking:
         if idx is None:
+            if passages is not None:  # a document scores as its best passage
+                return exact_search(v, passages.vectors, doc_ids, k=k, owner=passages.owner)[0]
             return exact_search(v, docs, doc_ids, k=k)[0]
         hits = idx.search(v, k=k) if v.nnz else []
         ids = [h.id for h in hits]

@@ -23,17 +23,22 @@ def exact_search(
     doc_ids: Sequence[str],
     k: int = 1000,
     chunk: int = 256,
+    owner: np.ndarray | None = None,
 ) -> list[Ranking]:
     """Exact top-``k`` by dot product (scipy sparse product + argpartition): the reference the index is checked
-    against. Documents scoring 0 are not returned; ties are ordered by id."""
+    against. Documents scoring 0 are not returned; ties are ordered by id. ``owner``: ``docs`` are passages and
+    passage i belongs to document ``owner[i]`` (ascending); a document scores as its best passage."""
     if queries.dim != docs.dim:
         raise InputError(f"query dimension {queries.dim} differs from document dimension {docs.dim}")
-    if len(doc_ids) != len(docs):
+    if len(doc_ids) != (len(docs) if owner is None else int(owner[-1]) + 1 if len(owner) else 0):
         raise InputError(f"{len(doc_ids)} document ids for {len(docs)} document vectors")
     d_t = docs.to_scipy().T.tocsr().astype(np.float32)
+    starts = None if owner is None else np.flatnonzero(np.diff(owner, prepend=-1))
     out: list[Ranking] = []
     for s in range(0, len(queries), chunk):
         block = (queries[s : s + chunk].to_scipy() @ d_t).toarray()
+        if starts is not None:
+            block = np.maximum.reduceat(block, starts, axis=1)
         for row in block:
             pos = np.flatnonzero(row > 0)
             if len(pos) > k:

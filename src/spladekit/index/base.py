@@ -21,6 +21,7 @@ import numpy as np
 
 from ..encode.choose import resolve_model
 from ..encode.loading import check_same_model, model_source
+from ..encode.windows import LongDocs
 from ..errors import InputError
 from ..sparse import SparseVectors
 from .approx import measure_recall, prune_queries
@@ -73,7 +74,9 @@ class Index(QueryInput, abc.ABC):
     @classmethod
     def create(cls, path: str | os.PathLike, encoder=None, *, backend: str | None = None, **options) -> Index:
         """A new index in ``path`` bound to ``encoder`` (a SpladeEncoder, a model name or path, or None for the
-        bundled model). Options belong to the backend (local: ``compact``; qdrant: ``url``, ``client``,
+        bundled model). ``long_docs``: how documents longer than the model's window are encoded, recorded and used
+        by every later add: ``"max"`` (default), ``"passages"``, ``"truncate"``, or a ``LongDocs`` with a window
+        and stride. Other options belong to the backend (local: ``compact``; qdrant: ``url``, ``client``,
         ``collection``, ``api_key``, ``on_disk``); one it does not know is refused."""
         if cls is Index:
             cls = _backend_class(backend or "local")
@@ -87,7 +90,9 @@ class Index(QueryInput, abc.ABC):
         unknown = set(options) - set(inspect.signature(cls._create).parameters)
         if unknown:
             raise InputError(f"the {cls.backend} backend does not take {', '.join(sorted(unknown))}")
-        return cls._create(path, encoder, **options)
+        if isinstance(options.get("long_docs"), str):
+            options["long_docs"] = LongDocs(options["long_docs"])  # checked against the model by the backend
+        return _with_passages(cls._create(path, encoder, **options))
 
     @classmethod
     def open(cls, path: str | os.PathLike, encoder=None, **options) -> Index:
@@ -102,7 +107,7 @@ class Index(QueryInput, abc.ABC):
         idx = impl._open(path, **options)
         if encoder is not None:
             idx.bind_encoder(encoder)
-        return idx
+        return _with_passages(idx)
 
     @classmethod
     @abc.abstractmethod
@@ -126,6 +131,11 @@ class Index(QueryInput, abc.ABC):
     @property
     def dim(self) -> int:
         return int(self.model["vocab_size"])
+
+    @property
+    def long_docs(self) -> LongDocs:
+        """How this index encodes documents longer than one window (``truncate`` for indexes made before)."""
+        return LongDocs.from_record(self.model.get("long_docs"))
 
     @property
     @abc.abstractmethod
@@ -194,7 +204,7 @@ class Index(QueryInput, abc.ABC):
                 )
         if vectors is None:
             vectors = self.encoder.encode_documents(
-                list(texts), batch_size=batch_size, show_progress=show_progress
+                list(texts), batch_size=batch_size, show_progress=show_progress, long_docs=self.long_docs
             )
         self._apply(ids, vectors, records, upsert)
 
@@ -303,6 +313,7 @@ class Index(QueryInput, abc.ABC):
         explain: bool = False,
         with_text: bool = False,
         approx: bool | float = False,
+        highlight: bool = False,
     ) -> list[SearchHit]:
         """Top-``k`` documents by dot product with ``query`` (text, a 1-row vector, or ``{token: weight}``),
         best first; exact unless ``approx``.
@@ -310,11 +321,13 @@ class Index(QueryInput, abc.ABC):
         ``filter``: ``{"field": value}`` or ``{"field": {"$in": [...]}}`` on metadata, applied inside the search, so
         ``k`` hits come back whenever ``k`` matching documents score above zero. ``approx``: keep only the
         heaviest query terms holding this share of the query weight (True = 0.8); see ``measure_approx``.
+        ``highlight``: each hit carries, per matching term, the word of the document that gave it its weight,
+        and a snippet around the densest match (``SearchHit.highlights``; None for a document stored without text).
         """
         k = check_k(k)
         flt = self._prepare_filter(filter)  # a bad filter fails before the query is encoded
         qs = prune_queries([self._query(query)], approx)
-        return self._search(qs, k, flt, explain, with_text, 1)[0]
+        return self._search_hits(qs, k, flt, explain, with_text, 1, highlight)[0]
 
     def search_batch(
         self,
@@ -325,6 +338,7 @@ class Index(QueryInput, abc.ABC):
         explain: bool = False,
         with_text: bool = False,
         approx: bool | float = False,
+        highlight: bool = False,
     ) -> list[list[SearchHit]]:
         """``search`` for many queries (texts encoded in one batch, SparseVectors rows or dicts), ``threads`` at
         a time (default: every core)."""
@@ -333,7 +347,17 @@ class Index(QueryInput, abc.ABC):
         qs = prune_queries(self._queries(queries), approx)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a positive integer, got {threads!r}")
-        return self._search(qs, k, flt, explain, with_text, threads or os.cpu_count() or 1)
+        return self._search_hits(qs, k, flt, explain, with_text, threads or os.cpu_count() or 1, highlight)
+
+    def _search_hits(self, qs, k, flt, explain, with_text, threads, highlight) -> list[list[SearchHit]]:
+        if not highlight:
+            return self._search(qs, k, flt, explain, with_text, threads)
+        from .highlight_hits import add_highlights
+
+        results = self._search(qs, k, flt, True, True, threads)
+        for (terms, weights), hits in zip(qs, results):
+            add_highlights(self, hits, terms, weights, keep_text=with_text, keep_explanation=explain)
+        return results
 
     @abc.abstractmethod
     def _prepare_filter(self, filter: Mapping | None) -> Any:
@@ -367,3 +391,13 @@ class Index(QueryInput, abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _with_passages(idx: Index) -> Index:
+    """An index whose documents are stored as passages is used through ``PassageIndex`` (ids, k and hits count
+    documents)."""
+    if idx.long_docs.strategy != "passages":
+        return idx
+    from .passages import PassageIndex
+
+    return PassageIndex(idx)

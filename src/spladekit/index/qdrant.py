@@ -76,6 +76,7 @@ class QdrantIndex(Index):
         collection: str | None = None,
         api_key: str | None = None,
         on_disk: bool = False,
+        long_docs=None,
     ) -> QdrantIndex:
         """New collection bound to ``encoder``; ``path`` records where it lives (``qdrant.json``).
 
@@ -97,7 +98,7 @@ class QdrantIndex(Index):
             "external_client": client is not None,
             "collection": name,
             "vector": VECTOR,
-            "model": model_record(enc),
+            "model": model_record(enc, long_docs),
             "dim": int(enc.vocab_size),
         }
         made_folder = not path.exists()

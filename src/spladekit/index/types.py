@@ -21,6 +21,8 @@ class SearchHit:
     text: str | None = None
     metadata: dict | None = None
     explanation: list[tuple[str, float, float, float]] | None = None  # (token, query w, doc w, product)
+    passage: tuple[int, int] | None = None  # passages index: character span of the best passage
+    highlights: dict | None = None  # on request: matched words and a snippet (see ``index.highlight``)
 
 
 @dataclass

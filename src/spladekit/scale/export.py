@@ -15,10 +15,18 @@ from typing import Any
 import numpy as np
 
 from ..encode.loading import model_source
+from ..encode.windows import LongDocs
 from ..errors import InputError
 from ..index.base import backend_of
 from ..io import atomic_writer
-from .shards import ShardBatch, is_shards_folder, iter_shard_batches, read_manifest, read_vocab
+from .shards import (
+    ShardBatch,
+    is_shards_folder,
+    iter_shard_batches,
+    read_manifest,
+    read_vocab,
+    shards_long_docs,
+)
 
 FORMATS = ("jsonl", "qdrant", "opensearch")
 
@@ -32,7 +40,7 @@ class Source:
         self._index = None
         if is_shards_folder(self.path):
             self.kind = "shards"
-            manifest = read_manifest(self.path)
+            manifest = self._manifest = read_manifest(self.path)
             self.model: dict = manifest.get("model") or {}
             self.dim = int(manifest["dim"])
             vocab = read_vocab(self.path)
@@ -53,10 +61,18 @@ class Source:
             )
 
     def batches(self) -> Iterator[ShardBatch]:
+        """One row per document: passages (of shards, or of a passages index) merged by per-term max."""
         if self.kind == "shards":
-            yield from iter_shard_batches(self.path)
+            for batch in iter_shard_batches(self.path):
+                yield batch.merged()
         else:  # embedded and Qdrant indexes both read back in batches
             yield from self._index.iter_documents()
+
+    @property
+    def long_docs(self) -> LongDocs:
+        """How the exported document vectors were made: passages come out merged, as ``max`` over them."""
+        ld = self._index.long_docs if self._index is not None else shards_long_docs(self._manifest)
+        return LongDocs("max", ld.window, ld.stride) if ld.strategy == "passages" else ld
 
     def close(self) -> None:
         if self._index is not None:
@@ -150,7 +166,13 @@ def export_qdrant(
         src_path = Path(source).resolve()
         folder = Path(index_dir) if index_dir is not None else src_path.with_name(src_path.name + ".qdrant")
         target = QdrantIndex.create(
-            folder, model_source(src.model), url=url, client=client, collection=collection, api_key=api_key
+            folder,
+            model_source(src.model),
+            url=url,
+            client=client,
+            collection=collection,
+            api_key=api_key,
+            long_docs=src.long_docs,
         )
         try:
             for batch in src.batches():

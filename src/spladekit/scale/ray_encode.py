@@ -1,5 +1,8 @@
 """Distributed batch encoding with Ray Data: a corpus in, parquet shards (id, term ids, weights, text) out.
 
+Long documents follow one ``LongDocs`` setting (``max`` by default; ``truncate``; ``passages``: a row per window,
+see ``shards``), recorded in the manifest's model info; a document's passages are always written to one shard.
+
 The driver only plans: it splits the input into shards of ``shard_size`` records (byte offsets for JSONL, row
 ranges for parquet) and skips the shards the manifest already lists as finished. Ray Data then maps the shard
 descriptors through a pool of actors (``map_batches`` with a callable class, so each worker loads the model
@@ -18,6 +21,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..encode.windows import TRUNCATE, LongDocs, check_long_docs
 from ..errors import InputError, SpladekitError
 from . import shards
 from .slices import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards, read_slice, resolve_input
@@ -37,6 +41,7 @@ class EncodeJob:
     input_path: str
     fmt: str
     output: str
+    long_docs: dict | None = None  # ``LongDocs.record()``; None: truncate (queries)
 
 
 class ShardEncoder:
@@ -53,6 +58,7 @@ class ShardEncoder:
         self.input_path = Path(job.input_path)
         self.fmt = job.fmt
         self.output = Path(job.output)
+        self.long_docs = self.encoder.document_settings(LongDocs.from_record(job.long_docs))
         if not (self.output / shards.VOCAB).is_file():
             shards.write_vocab(self.output, self.encoder.vocab)
 
@@ -64,30 +70,18 @@ class ShardEncoder:
             "rows": [],
             "nnz": [],
             "truncated": [],
+            "windows": [],
+            "windowed": [],
+            "passages": [],
             "error": [],
         }
         for i in range(len(batch["number"])):
             plan = ShardPlan(*(int(batch[k][i]) for k in ("number", "start", "rows", "offset", "line")))
             name = shards.shard_name(plan.number)
-            nnz = truncated = 0
+            counts = {"nnz": 0, "truncated": 0, "windows": 0, "windowed": 0, "passages": -1}
             error = ""
             try:
-                records = read_slice(self.input_path, self.fmt, plan, self.kind)
-                vectors = self.encoder.encode(
-                    [r[1] for r in records],
-                    kind=self.kind,
-                    batch_size=self.batch_size,
-                    max_active_dims=self.max_active_dims,
-                )
-                truncated = self.encoder.last_report.truncated
-                shards.write_shard(
-                    self.output / name,
-                    [r[0] for r in records],
-                    vectors,
-                    texts=[r[1] for r in records],
-                    metadata=[r[2] for r in records] if any(r[2] is not None for r in records) else None,
-                )
-                nnz = vectors.nnz
+                counts.update(self.encode_shard(plan, self.output / name))
             except SpladekitError as e:  # reported to the driver as one line, not a remote traceback
                 error = str(e)
             for key, value in (
@@ -95,12 +89,61 @@ class ShardEncoder:
                 ("number", plan.number),
                 ("start", plan.start),
                 ("rows", plan.rows),
-                ("nnz", nnz),
-                ("truncated", truncated),
+                *counts.items(),
                 ("error", error),
             ):
                 result[key].append(value)
         return result
+
+    def encode_shard(self, plan: ShardPlan, path: Path) -> dict:
+        """Read, encode and write one shard; its counts (``passages``: rows of a passages shard, else -1)."""
+        records = read_slice(self.input_path, self.fmt, plan, self.kind)
+        ids, texts = [r[0] for r in records], [r[1] for r in records]
+        meta = [r[2] for r in records] if any(r[2] is not None for r in records) else None
+        options = {"batch_size": self.batch_size, "max_active_dims": self.max_active_dims}
+        n_rows = -1
+        if self.kind == "document" and self.long_docs.strategy == "passages":
+            dup = _first_duplicate(ids)
+            if dup is not None:  # a document's passages must be one run of rows
+                raise InputError(
+                    f"{self.input_path}: duplicate document id {dup!r} in records "
+                    f"{plan.start + 1}-{plan.start + plan.rows} (a passages run needs distinct ids)"
+                )
+            p = self.encoder.encode_passages(texts, long_docs=self.long_docs, **options)
+            vectors, owner = p.vectors, p.owner.tolist()
+            numbers: list[int] = []
+            for j, o in enumerate(owner):
+                numbers.append(numbers[-1] + 1 if j and owner[j - 1] == o else 0)
+            first = [n == 0 for n in numbers]
+            shards.write_shard(
+                path,
+                [ids[o] for o in owner],
+                vectors,
+                texts=[texts[o] if f else None for o, f in zip(owner, first)],
+                metadata=None if meta is None else [meta[o] if f else None for o, f in zip(owner, first)],
+                passages=(numbers, [s[0] for s in p.spans], [s[1] for s in p.spans]),
+            )
+            n_rows = len(vectors)
+        else:
+            vectors = self.encoder.encode(texts, kind=self.kind, long_docs=self.long_docs, **options)
+            shards.write_shard(path, ids, vectors, texts=texts, metadata=meta)
+        report = self.encoder.last_report
+        return {
+            "nnz": vectors.nnz,
+            "truncated": report.truncated,
+            "windows": report.windows,
+            "windowed": report.windowed,
+            "passages": n_rows,
+        }
+
+
+def _first_duplicate(ids: list[str]) -> str | None:
+    seen: set[str] = set()
+    for x in ids:
+        if x in seen:
+            return x
+        seen.add(x)
+    return None
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -165,13 +208,20 @@ def encode_with_ray(
     num_workers: int | None = None,
     cpus_per_worker: int = 1,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    long_docs: str | LongDocs | None = None,
+    window: int | None = None,
+    stride: int | None = None,
     verbose: bool = True,
 ) -> dict:
     """Encode a JSONL / parquet corpus (or BEIR folder) into a resumable shards folder with Ray Data.
 
     Each worker encodes with ``cpus_per_worker`` torch threads. Finished shards (listed in the output's
     manifest) are skipped, so rerunning after an interruption only encodes what is missing; a manifest written
-    with a different input, model, mode, pruning or shard size is an error. Returns the manifest.
+    with a different input, model, mode, pruning, shard size or long-document setting is an error. Returns the
+    manifest.
+
+    ``long_docs`` (with ``window`` and ``stride``, or a ``LongDocs``): how documents longer than one window are
+    encoded, ``max`` by default; ``passages`` writes a row per passage (see ``shards``). Queries are truncated.
     """
     from ..encode.base import check_mode
 
@@ -192,6 +242,7 @@ def encode_with_ray(
         raise InputError(f"{output}: folder is not empty and holds no shards: pick a new output folder")
     kind = "query" if query else "document"
     info = _model_info(model, mode)
+    info["long_docs"] = _long_docs(long_docs, window, stride, query, info["max_length"]).record()
     settings = {
         "input": str(src.resolve()),
         "input_bytes": src.stat().st_size,
@@ -201,11 +252,14 @@ def encode_with_ray(
         "weights_sha256": info["weights_sha256"],
         "mode": mode,
         "max_active_dims": max_active_dims,
+        "long_docs": info["long_docs"],
     }
     done: dict[str, dict] = {}
     if shards.is_shards_folder(output):
         old = shards.read_manifest(output)
-        diff = [k for k, v in settings.items() if old.get("settings", {}).get(k) != v]
+        # a folder written before long-document settings truncated
+        was = {"long_docs": TRUNCATE.record(), **old.get("settings", {})}
+        diff = [k for k, v in settings.items() if was.get(k) != v]
         if diff:
             raise InputError(
                 f"{output}: holds shards written with a different {', '.join(diff)}; use a new output folder"
@@ -240,17 +294,36 @@ def encode_with_ray(
             input_path=str(src.resolve()),
             fmt=fmt,
             output=str(output.resolve()),
+            long_docs=info["long_docs"],
         )
         _run(job, todo, manifest, address=address, num_workers=num_workers, verbose=verbose)
     manifest["complete"] = len(manifest["shards"]) == len(plans)
     shards.write_manifest(output, manifest)
     if verbose:
         rows = sum(s["rows"] for s in manifest["shards"])
+        windowed = sum(s.get("windowed", 0) for s in manifest["shards"])
+        what = f"{rows} documents" + (
+            f" ({sum(s['passages'] for s in manifest['shards'])} passages)"
+            if info["long_docs"]["strategy"] == "passages"
+            else ""
+        )
         print(
-            f"wrote {len(todo)} shard(s), skipped {skipped} finished; {rows} vectors in {output}",
+            f"wrote {len(todo)} shard(s), skipped {skipped} finished; {what} in {output}"
+            + (f"; {windowed} longer than one window" if windowed else ""),
             file=sys.stderr,
         )
     return manifest
+
+
+def _long_docs(long_docs, window, stride, query: bool, max_length: int) -> LongDocs:
+    """The run's long-document setting, checked against the model; queries are always truncated."""
+    if query:
+        if (long_docs not in (None, "truncate") and long_docs != TRUNCATE) or window or stride is not None:
+            raise InputError(
+                "long-document settings apply to documents; queries are truncated (leave them out)"
+            )
+        return TRUNCATE
+    return check_long_docs(long_docs, window, stride, max_length=max_length)
 
 
 def _run(
@@ -288,8 +361,10 @@ def _run(
             if row["error"]:
                 errors.append(str(row["error"]))
                 continue
-            entry = {k: int(row[k]) for k in ("start", "rows", "nnz", "truncated")}
+            entry = {k: int(row[k]) for k in ("start", "rows", "nnz", "truncated", "windows", "windowed")}
             entry["name"] = str(row["name"])
+            if int(row["passages"]) >= 0:
+                entry["passages"] = int(row["passages"])
             manifest["shards"] = sorted(
                 [s for s in manifest["shards"] if s["name"] != entry["name"]] + [entry],
                 key=lambda s: s["name"],

@@ -82,7 +82,16 @@ def _hit(h) -> Hit:
     expl = None
     if h.explanation is not None:
         expl = [Term(token=t, query_weight=a, doc_weight=b, product=c) for t, a, b, c in h.explanation]
-    return Hit(id=h.id, score=h.score, text=h.text, metadata=h.metadata, explanation=expl)
+    passage = None if h.passage is None else {"start": h.passage[0], "end": h.passage[1]}
+    return Hit(
+        id=h.id,
+        score=h.score,
+        text=h.text,
+        metadata=h.metadata,
+        explanation=expl,
+        passage=passage,
+        highlights=h.highlights,
+    )
 
 
 def service_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
@@ -121,7 +130,14 @@ def search_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
         k = resolve_k(body, svc.limits)
         [q] = resolve_queries(svc, [body], ["query"])
         svc.maybe_refresh()
-        hits = index.search(q, k=k, filter=body.filter, explain=body.explain, with_text=body.with_text)
+        hits = index.search(
+            q,
+            k=k,
+            filter=body.filter,
+            explain=body.explain,
+            with_text=body.with_text,
+            highlight=body.highlight,
+        )
         svc.count("search")
         return SearchOut(hits=[_hit(h) for h in hits], took_ms=_ms(t0))
 
@@ -135,7 +151,13 @@ def search_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
         qs = resolve_queries(svc, body.queries, [f"queries[{i}]" for i in range(len(body.queries))])
         svc.maybe_refresh()
         results = index.search_batch(
-            qs, k=k, filter=body.filter, explain=body.explain, with_text=body.with_text, threads=1
+            qs,
+            k=k,
+            filter=body.filter,
+            explain=body.explain,
+            with_text=body.with_text,
+            threads=1,
+            highlight=body.highlight,
         )
         svc.count("search_batch")
         return BatchSearchOut(results=[[_hit(h) for h in hits] for hits in results], took_ms=_ms(t0))

@@ -35,6 +35,9 @@ class SearchIn(QueryIn):
     )
     explain: bool = Field(False, description="Per-term contributions of each hit.")
     with_text: bool = Field(False, description="Return text and metadata of each hit.")
+    highlight: bool = Field(
+        False, description="Per matching term the document word that gave it its weight, and a snippet."
+    )
 
 
 class BatchSearchIn(BaseModel):
@@ -44,6 +47,7 @@ class BatchSearchIn(BaseModel):
     filter: dict[str, Any] | None = None
     explain: bool = False
     with_text: bool = False
+    highlight: bool = False
 
 
 class Term(BaseModel):
@@ -53,12 +57,40 @@ class Term(BaseModel):
     product: float
 
 
+class Span(BaseModel):
+    start: int
+    end: int
+
+
+class MatchedWord(BaseModel):
+    term: str = Field(description="The vocabulary term that matched.")
+    score: float = Field(description="Its contribution to the score (query weight x document weight).")
+    weight: float = Field(description="The document's weight for the term.")
+    start: int | None = Field(None, description="Character span of the word that gave the term its weight.")
+    end: int | None = None
+    word: str | None = None
+
+
+class Snippet(BaseModel):
+    text: str
+    start: int = Field(description="Character span of the snippet in the document text.")
+    end: int
+    marks: list[list[int]] = Field(description="[start, end) of each matched word, relative to the snippet.")
+
+
+class Highlights(BaseModel):
+    terms: list[MatchedWord]
+    snippet: Snippet | None = None
+
+
 class Hit(BaseModel):
     id: str
     score: float
     text: str | None = None
     metadata: dict[str, Any] | None = None
     explanation: list[Term] | None = None
+    passage: Span | None = Field(None, description="Passages index: the best passage's character span.")
+    highlights: Highlights | None = None
 
 
 class SearchOut(BaseModel):

@@ -96,7 +96,9 @@ def evaluate_checkpoint(
                 cfg.eval_max_doc_length,
                 with_max_length(enc, cfg.eval_max_doc_length),
             )
-        dv = held[2].encode_documents(cache["docs"], batch_size=32)
+        # a shortened length truncates (that is its point: speed); otherwise the documents' default, max
+        cut = "truncate" if cfg.eval_max_doc_length else None
+        dv = held[2].encode_documents(cache["docs"], batch_size=32, long_docs=cut)
         qv = enc.encode_queries(cache["queries"], batch_size=32)
     ranked = exact_search(qv, dv, ids, k=100)
     run = dict(zip(qids, ranked))

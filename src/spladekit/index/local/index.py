@@ -55,7 +55,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
 
     # ------------------------------------------------------------------ create / open
     @classmethod
-    def _create(cls, path: Path, encoder=None, *, compact: bool = False) -> LocalIndex:
+    def _create(cls, path: Path, encoder=None, *, compact: bool = False, long_docs=None) -> LocalIndex:
         """A new index folder. ``compact=True`` stores 8-bit per-term quantised weights (about half the bytes;
         scores approximate)."""
         if path.is_dir() and any(path.iterdir()):
@@ -72,7 +72,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
                 "format": 1,
                 "backend": "local",
                 "generation": 0,
-                "model": model_record(enc),
+                "model": model_record(enc, long_docs),
                 "dim": int(enc.vocab_size),
                 "compact": bool(compact),
                 "next_segment": 1,
