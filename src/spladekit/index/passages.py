@@ -292,32 +292,32 @@ class PassageIndex(Index):
 
     def _search_one(self, q, k: int, flt, explain: bool, with_text: bool) -> list[SearchHit]:
         """The top ``k`` documents by best passage: the first ``k`` distinct documents among the top passages,
-        asking for more passages until ``k`` documents are found or there are no more (exact)."""
+        asking for more passages until ``k`` documents are found or there are no more (exact). Stored records
+        (spans, text, metadata) are read for the ``k`` best passages only."""
         want = max(2 * k, 16)
         while True:
-            hits = self._inner._search([q], want, flt, explain, True, 1)[0]
+            hits = self._inner._search([q], want, flt, explain, False, 1)[0]
             best: dict[str, SearchHit] = {}
             for h in hits:
-                doc, n = doc_of(h.id)
+                doc = doc_of(h.id)[0]
                 if doc not in best:
-                    meta = h.metadata or {}
-                    span = meta.get(FIELD, [n, 1, 0, 0])
-                    best[doc] = SearchHit(
-                        doc, h.score, None, _user_meta(meta), h.explanation, (int(span[2]), int(span[3]))
-                    )
+                    best[doc] = h
                     if len(best) == k:
                         break
             if len(best) >= k or len(hits) < want:
                 break
             want *= 4
-        out = list(best.values())
-        if with_text:
-            for h in out:
-                rec = self._inner.get(passage_id(h.id, 0))
-                h.text = rec["text"] if rec else None
-        else:
-            for h in out:
-                h.metadata = None
+        out = []
+        for doc, h in best.items():
+            rec = self._inner.get(h.id) or {}
+            meta = rec.get("metadata") or {}
+            span = meta.get(FIELD, [0, 1, 0, 0])
+            hit = SearchHit(doc, h.score, None, None, h.explanation, (int(span[2]), int(span[3])))
+            if with_text:
+                hit.metadata = _user_meta(meta)
+                first = rec if span[0] == 0 else self._inner.get(passage_id(doc, 0)) or {}
+                hit.text = first.get("text")
+            out.append(hit)
         return out
 
     # ------------------------------------------------------------------ info / lifecycle
