@@ -50,7 +50,7 @@ def window_option():
 
 
 def stride_option():
-    return typer.Option(None, "--stride", help="Tokens two neighbouring windows share (default 64).", min=0)
+    return typer.Option(None, "--stride", help="Tokens two neighbouring windows share (default 32).", min=0)
 
 
 def highlight_option():

@@ -160,7 +160,9 @@ class SpladeEncoder(EncoderBase):
             raise InputError(f"unknown encode option(s): {', '.join(sorted(options))}")
         ids = units.ids
         rows: list[tuple[np.ndarray, np.ndarray]] = [EMPTY_ROW] * len(ids)
-        chunks = units.batches(batch_size)
+        with torch_threads(self.threads):
+            workers = torch.get_num_threads()
+        chunks = units.batches(batch_size, workers)
         bar = _progress(sum(map(len, chunks)), show_progress, f"encoding {kind}s")
         with self._lock, torch_threads(self.threads), batch_workers(len(chunks)) as run:
             for chunk, weights in zip(

@@ -24,9 +24,10 @@ from ..sparse import max_merge
 
 Strategy = Literal["truncate", "max", "passages"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
-# Tokens two neighbouring windows share: context for the words at a cut. 64 of 512 keeps the encoded tokens within
-# ~12% of the text's own (bench/long_docs.py --cost measures tokens per second against document length).
-DEFAULT_STRIDE = 64
+# Tokens two neighbouring windows share: context for the words at a cut. Every shared token is encoded twice, and a
+# SPLADE model's cost is about linear in tokens, so 32 of 512 (+6-7% tokens on long documents) keeps the cost per
+# document token within ~10% of a one-window document's (bench/long_docs.py --cost); 64 cost +13-14%.
+DEFAULT_STRIDE = 32
 MIN_WINDOW = 8
 
 
@@ -149,9 +150,18 @@ class Units:
                 out.append(grp)
         return out
 
-    def batches(self, batch_size: int) -> list[list[int]]:
-        """``groups`` in runs of ``batch_size`` units (a run never mixes the two groups)."""
-        return [g[s : s + batch_size] for g in self.groups() for s in range(0, len(g), batch_size)]
+    def batches(self, batch_size: int, workers: int = 1) -> list[list[int]]:
+        """``groups`` in runs of at most ``batch_size`` units (a run never mixes the two groups). With several
+        ``workers`` encoding whole runs in parallel, a group's runs are made a multiple of ``workers`` (evened
+        out), so its last round does not leave cores idle."""
+        out = []
+        for g in self.groups():
+            n_runs = -(-len(g) // batch_size)
+            if workers > 1 and n_runs > 1 and n_runs % workers:
+                n_runs += workers - n_runs % workers
+            size = -(-len(g) // n_runs)
+            out += [g[s : s + size] for s in range(0, len(g), size)]
+        return out
 
     @property
     def tokens(self) -> int:
