@@ -449,7 +449,10 @@ def _kill_run(template: Path, work: Path, mode: str, delay: float | None) -> tup
     if delay is not None:
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
-    out, err = p.communicate(timeout=120)
+    # not communicate(): it reads the raw pipe and misses what readline() above already buffered (a child that
+    # finishes fast writes "ready" and "done" together; the run then looked neither finished nor killed)
+    p.wait(timeout=120)
+    out, err = p.stdout.read(), p.stderr.read()
     done = [float(x.split()[1]) for x in out.splitlines() if x.startswith("done")]
     finished = bool(done)
     assert finished or p.returncode == -signal.SIGKILL, err

@@ -80,7 +80,7 @@ def test_a_word_longer_than_a_window_is_the_only_split():
 
 # ---------------------------------------------------------------------- the encoder
 def test_windows_carry_spans_and_find_text_past_the_limit(encoder):
-    text = _long_text(1500, needle="thermodynamics", at=1200)  # far past token 512
+    text = _long_text(1500, needle="volcano", at=1200)  # far past token 512
     units = encoder.plan_units([text], "document", LongDocs("max"))
     assert units.counts[0] > 2 and all(len(x) <= encoder.max_length for x in units.ids)
     for (s, e), offs in zip(units.spans, units.offsets):
@@ -88,12 +88,11 @@ def test_windows_carry_spans_and_find_text_past_the_limit(encoder):
         assert text[s - 1] == " " if s else True, "a window starts at a word"
         assert (offs[:, 0] >= s).all() and (offs[:, 1] <= e).all()
     assert units.spans[-1][1] == len(text)
-    term = encoder.token_to_id["thermodynamics"] if "thermodynamics" in encoder.token_to_id else None
+    term = encoder.token_to_id["volcano"]
     vec_max = encoder.encode_documents([text])
     vec_cut = encoder.encode_documents([text], long_docs="truncate")
     assert encoder.last_report.truncated == 1
-    if term is not None:
-        assert term in vec_max.indices and term not in vec_cut.indices
+    assert term in vec_max.indices and term not in vec_cut.indices
     # max over windows = per-term max of the passages
     p = encoder.encode_passages([text])
     assert len(p.vectors) == units.counts[0] and p.spans == units.spans
@@ -304,3 +303,31 @@ def test_eval_reports_long_documents_and_passages_match_exact(tmp_path):
             assert [x for x, _ in a] == [x for x, _ in b]
             assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-4)
     assert runs["max", "exact"]["q1"][0][0] == "d1"
+
+
+def test_server_highlights_and_passages(passages_index):
+    from fastapi.testclient import TestClient
+
+    from spladekit.serve import create_app
+
+    idx = passages_index
+    long = _long_text(400, needle="thermodynamics", at=300)
+    idx.add(["a", "b"], [long, "yeast fermentation makes ethanol"])
+    idx.commit()
+    c = TestClient(create_app(idx))
+    r = c.post("/search", json={"query": "thermodynamics", "k": 1, "highlight": True})
+    assert r.status_code == 200, r.text
+    [hit] = r.json()["hits"]
+    s, e = hit["passage"]["start"], hit["passage"]["end"]
+    assert hit["id"] == "a" and "thermodynamics" in long[s:e] and "text" not in hit
+    terms = hit["highlights"]["terms"]
+    top = next(
+        t for t in terms if t["word"] == "thermodynamics"
+    )  # a word of several pieces (##rm, ##od, ...)
+    assert long[top["start"] : top["end"]] == "thermodynamics" and top["score"] > 0
+    sn = hit["highlights"]["snippet"]
+    assert long[sn["start"] : sn["end"]] == sn["text"]
+    assert any(sn["text"][a:b] == "thermodynamics" for a, b in sn["marks"])
+    r = c.post("/search/batch", json={"queries": [{"query": "yeast"}], "k": 1, "highlight": True})
+    assert r.status_code == 200 and r.json()["results"][0][0]["highlights"]["terms"]
+    assert "highlights" not in c.post("/search", json={"query": "yeast", "k": 1}).json()["hits"][0]
