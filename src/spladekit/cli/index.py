@@ -382,11 +382,8 @@ def window_stats(idx) -> dict:
     if ld.strategy == "passages":
         out["windows_per_document"] = idx.info()["passages"] / n_docs
         return out
-    texts = []
-    for batch in idx.iter_documents(batch=min(WINDOW_SAMPLE, 4096)):
-        texts += [t for t in (batch.texts or []) if t]
-        if len(texts) >= WINDOW_SAMPLE:
-            break
+    # stored texts by id: no postings are read back into vectors, whatever the index's size
+    texts = [t for doc in idx.ids()[:WINDOW_SAMPLE] if (t := (idx.get(doc) or {}).get("text"))]
     if texts:
         from ..encode.windows import LongDocs
 

@@ -13,9 +13,9 @@ from typing import Literal, get_args
 import numpy as np
 
 from ..errors import InputError
-from ..sparse import SparseVectors, max_merge
+from ..sparse import SparseVectors
 from .loading import ModelSpec, weights_sha256
-from .windows import TRUNCATE, LongDocs, Units, check_long_docs, whole_text_units, window_units
+from .windows import TRUNCATE, LongDocs, Units, check_long_docs, merge_units, whole_text_units, window_units
 
 Mode = Literal["exact", "fast", "fp32"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -76,10 +76,7 @@ class Passages:
 
     def document_vectors(self) -> SparseVectors:
         """One vector per text: the per-term max over its passages (what ``max`` gives)."""
-        bounds = np.concatenate([[0], np.cumsum(self.counts)]).tolist()
-        rows = [
-            max_merge([self.vectors.row(u) for u in range(s, e)]) for s, e in zip(bounds[:-1], bounds[1:])
-        ]
+        rows = merge_units(list(self.vectors), self.counts)
         return SparseVectors.from_rows(rows, self.vectors.dim, self.vectors.vocab)
 
 
@@ -235,7 +232,7 @@ class EncoderBase:
             texts=len(texts),
             tokens=units.tokens,
             truncated=units.truncated,
-            empty=sum(1 for t, x in zip(units.owner, units.ids) if x is None),
+            empty=sum(x is None for x in units.ids),
             windows=sum(1 for x in units.ids if x is not None),
             windowed=units.windowed,
         )

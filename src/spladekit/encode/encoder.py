@@ -160,8 +160,7 @@ class SpladeEncoder(EncoderBase):
             raise InputError(f"unknown encode option(s): {', '.join(sorted(options))}")
         ids = units.ids
         rows: list[tuple[np.ndarray, np.ndarray]] = [EMPTY_ROW] * len(ids)
-        with torch_threads(self.threads):
-            workers = torch.get_num_threads()
+        workers = self.threads or torch.get_num_threads()  # what batch_workers will run with
         chunks = units.batches(batch_size, workers)
         bar = _progress(sum(map(len, chunks)), show_progress, f"encoding {kind}s")
         with self._lock, torch_threads(self.threads), batch_workers(len(chunks)) as run:

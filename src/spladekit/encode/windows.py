@@ -174,8 +174,15 @@ class Units:
 
     def merge(self, rows: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """One row per text: the per-term max over its units' rows (a one-unit text keeps its row as is)."""
-        bounds = np.concatenate([[0], np.cumsum(self.counts)])
-        return [max_merge(rows[s:e]) for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+        return merge_units(rows, self.counts)
+
+
+def merge_units(
+    rows: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Rows of consecutive units, ``counts[t]`` of them for text ``t``, merged into one row per text (term max)."""
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    return [max_merge(rows[s:e]) for s, e in zip(bounds[:-1], bounds[1:])]
 
 
 def whole_text_units(ids: list[list[int] | None], truncated: list[bool], texts: list[str]) -> Units:
