@@ -22,10 +22,11 @@ from . import evaluate as _evaluate  # noqa: E402
 from . import export as _export  # noqa: E402
 from . import export_model as _export_model  # noqa: E402
 from . import index as _index  # noqa: E402
+from . import query_side as _query_side  # noqa: E402
 from . import serve as _serve  # noqa: E402
 from . import train as _train  # noqa: E402
 
-for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _export_model, _check):
+for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _export_model, _query_side, _check):
     _mod.register(app)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..sparse import SparseVectors
 from .loading import ModelSpec, weights_sha256
+from .static_query import QueryTable, load_query_table
 from .windows import TRUNCATE, LongDocs, Units, check_long_docs, merge_units, whole_text_units, window_units
 
 Mode = Literal["exact", "fast", "fp32"]
@@ -118,6 +119,8 @@ class EncoderBase:
     _weights_hash: str | None = None
     _vocab: list[str] | None = None
     _token_to_id: dict[str, int] | None = None
+    _query_table: QueryTable | None = None
+    _special_ids: np.ndarray | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -167,7 +170,57 @@ class EncoderBase:
             "vocab_size": self.vocab_size,
             "mode": self.mode,
             "long_docs": self.long_docs.record(),
+            "query_side": self.query_table.record() if self.query_table is not None else {"kind": "mlm"},
         }
+
+    # ------------------------------------------------------------------ inference-free query side
+    @property
+    def query_table(self) -> QueryTable | None:
+        """The per-token query table of an inference-free model (loaded on first use), or None: queries then
+        go through the masked-LM like documents."""
+        if self._query_table is None and self.spec.query_side is not None:
+            self._query_table = load_query_table(self.spec.query_side, self.vocab_size, self.max_length)
+        return self._query_table
+
+    def set_query_table(self, table: QueryTable | None) -> None:
+        """Make queries table lookups (``None``: back to the masked-LM, unless the folder names a table)."""
+        if table is not None and len(table.weights) != self.vocab_size:
+            raise InputError(
+                f"the query table has {len(table.weights)} weights, the model's vocabulary {self.vocab_size}"
+            )
+        self._query_table = table
+
+    def _table_rows(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Queries through the table: the prompt as the model reads it, then each distinct token once."""
+        table = self.query_table
+        assert table is not None
+        mtexts, non_empty = self.model_texts(texts, "query")
+        ids, truncated = table.token_rows([mtexts[i] for i in non_empty]) if non_empty else ([], [])
+        rows: list[tuple[np.ndarray, np.ndarray]] = [EMPTY_ROW] * len(texts)
+        for i, r in zip(non_empty, table.rows(ids)):
+            rows[i] = r
+        self.last_report = EncodeReport(
+            texts=len(texts),
+            tokens=sum(len(x) for x in ids),
+            truncated=sum(truncated),
+            empty=len(texts) - len(non_empty),
+            windows=len(non_empty),
+        )
+        return rows
+
+    def _drop_special(self, rows: list) -> list:
+        """OpenSearch doc-only models zero their special tokens in document vectors."""
+        if not self.spec.drop_special:
+            return rows
+        if self._special_ids is None:
+            names = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>")
+            found = [self.token_to_id[t] for t in names if t in self.token_to_id]
+            self._special_ids = np.asarray(sorted(found), np.int32)
+        out = []
+        for i, v in rows:
+            keep = ~np.isin(i, self._special_ids)
+            out.append((i[keep], v[keep]))
+        return out
 
     # ------------------------------------------------------------------ encoding
     def encode(
@@ -186,10 +239,17 @@ class EncoderBase:
         """Encode texts into a SparseVectors batch, rows in input order; empty strings give empty vectors.
 
         Documents follow ``long_docs`` (default: the encoder's ``long_docs``, ``max`` over windows); queries are
-        truncated at ``max_length``. See ``last_report`` for tokens, truncated texts and windows.
+        truncated at ``max_length``; an inference-free model's queries are table lookups (``query_table``).
+        See ``last_report`` for tokens, truncated texts and windows.
         """
-        units, rows = self._run(texts, kind, long_docs, mode, batch_size, show_progress, options)
-        merged = [select(i, v, max_active_dims, threshold) for i, v in units.merge(rows)]
+        if kind == "query" and self.query_table is not None:
+            texts = check_texts(texts)
+            self._check_run_mode(mode)
+            rows = self._table_rows(texts)
+        else:
+            units, rows = self._run(texts, kind, long_docs, mode, batch_size, show_progress, options)
+            rows = self._drop_special(units.merge(rows))
+        merged = [select(i, v, max_active_dims, threshold) for i, v in rows]
         return SparseVectors.from_rows(merged, self.vocab_size, self.vocab)
 
     def encode_passages(
@@ -208,7 +268,7 @@ class EncoderBase:
         ld = self.document_settings(long_docs)
         ld = LongDocs("passages", ld.window, ld.stride)
         units, rows = self._run(texts, "document", ld, mode, batch_size, show_progress, options)
-        vecs = [select(i, v, max_active_dims, threshold) for i, v in rows]
+        vecs = [select(i, v, max_active_dims, threshold) for i, v in self._drop_special(rows)]
         return Passages(
             SparseVectors.from_rows(vecs, self.vocab_size, self.vocab), units.owner, units.spans, units.counts
         )

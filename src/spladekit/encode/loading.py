@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, ModelLoadError
+from .static_query import IDF_JSON_LAYOUT, ST_LAYOUT, QuerySide
 
 BUNDLED_NAME = "splade-tiny"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -26,6 +27,10 @@ class ModelSpec:
     max_length: int = 512
     do_lower_case: bool | None = None
     prompts: dict[str, str] = field(default_factory=dict)
+    # Inference-free models: where the query table lives (None: queries go through the masked-LM too).
+    query_side: QuerySide | None = None
+    # OpenSearch doc-only models zero the special tokens ([CLS], [SEP], ...) in document vectors.
+    drop_special: bool = False
 
 
 def bundled_model_path() -> Path:
@@ -110,31 +115,15 @@ def read_spec(root: Path, name: str | None = None) -> ModelSpec:
     spec = ModelSpec(name=name or root.name, transformer_path=root, root=root)
     modules_file = root / "modules.json"
     if modules_file.is_file():
-        modules = _read_json(modules_file)
-        for m in modules:
-            mtype = m.get("type", "")
-            mpath = root / m.get("path", "")
-            short = mtype.rsplit(".", 1)[-1]
-            if short in ("MLMTransformer", "Transformer"):
-                spec.transformer_path = mpath
-                for cfg_name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
-                    if (mpath / cfg_name).is_file():
-                        cfg = _read_json(mpath / cfg_name)
-                        if cfg.get("max_seq_length"):
-                            spec.max_length = int(cfg["max_seq_length"])
-                        if "do_lower_case" in cfg:
-                            spec.do_lower_case = bool(cfg["do_lower_case"])
-            elif short == "SpladePooling":
-                cfg = _read_json(mpath / "config.json") if (mpath / "config.json").is_file() else {}
-                spec.pooling_strategy = cfg.get("pooling_strategy", "max")
-                spec.activation = cfg.get("activation_function", "relu")
-            else:
-                raise ModelLoadError(
-                    f"{modules_file}: module {short!r} is not supported (spladekit reads MLMTransformer + SpladePooling)"
-                )
+        _read_modules(spec, root, _read_json(modules_file), modules_file)
         st_cfg = root / "config_sentence_transformers.json"
         if st_cfg.is_file():
             spec.prompts = {k: v for k, v in (_read_json(st_cfg).get("prompts") or {}).items() if v}
+    elif (
+        root / "idf.json"
+    ).is_file():  # OpenSearch doc-only layout: the MLM for documents, a table for queries
+        spec.query_side = QuerySide(IDF_JSON_LAYOUT, root / "idf.json", root)
+        spec.drop_special = True
     cfg_path = spec.transformer_path / "config.json"
     if not cfg_path.is_file():
         raise ModelLoadError(f"{spec.transformer_path}: not a masked-LM model folder (no config.json)")
@@ -160,6 +149,59 @@ def read_spec(root: Path, name: str | None = None) -> ModelSpec:
             spec.max_length = min(spec.max_length, mml) if modules_file.is_file() else mml
     spec.max_length = min(spec.max_length, int(cfg.get("max_position_embeddings", spec.max_length)))
     return spec
+
+
+def _short(mtype: str) -> str:
+    return mtype.rsplit(".", 1)[-1]
+
+
+def _read_modules(spec: ModelSpec, root: Path, modules: list, where: Path) -> None:
+    """Fill ``spec`` from a sentence-transformers module list: MLMTransformer + SpladePooling, or a Router
+    whose document route is that and whose query route is one SparseStaticEmbedding (inference-free)."""
+    if len(modules) == 1 and _short(modules[0].get("type", "")) == "Router":
+        cfg_file = root / modules[0].get("path", "") / "router_config.json"
+        if not cfg_file.is_file():
+            raise ModelLoadError(f"{where}: a Router model without router_config.json")
+        cfg = _read_json(cfg_file)
+        structure, types = cfg.get("structure") or {}, cfg.get("types") or {}
+        doc, query = structure.get("document"), structure.get("query")
+        if not doc or not query:
+            raise ModelLoadError(
+                f"{cfg_file}: spladekit reads Routers with a 'query' and a 'document' route, found "
+                f"{', '.join(structure) or 'none'}"
+            )
+        base = cfg_file.parent
+        _read_modules(spec, base, [{"type": types.get(n, ""), "path": n} for n in doc], cfg_file)
+        if len(query) != 1 or _short(types.get(query[0], "")) != "SparseStaticEmbedding":
+            names = ", ".join(_short(types.get(n, n)) for n in query)
+            raise ModelLoadError(
+                f"{cfg_file}: query route {names} is not supported (spladekit reads one SparseStaticEmbedding "
+                "for queries, or a model without a Router)"
+            )
+        spec.query_side = QuerySide(ST_LAYOUT, base / query[0], base / query[0])
+        return
+    for m in modules:
+        mtype = m.get("type", "")
+        mpath = root / m.get("path", "")
+        short = _short(mtype)
+        if short in ("MLMTransformer", "Transformer"):
+            spec.transformer_path = mpath
+            for cfg_name in ("sentence_bert_config.json", "sentence_xlnet_config.json"):
+                if (mpath / cfg_name).is_file():
+                    cfg = _read_json(mpath / cfg_name)
+                    if cfg.get("max_seq_length"):
+                        spec.max_length = int(cfg["max_seq_length"])
+                    if "do_lower_case" in cfg:
+                        spec.do_lower_case = bool(cfg["do_lower_case"])
+        elif short == "SpladePooling":
+            cfg = _read_json(mpath / "config.json") if (mpath / "config.json").is_file() else {}
+            spec.pooling_strategy = cfg.get("pooling_strategy", "max")
+            spec.activation = cfg.get("activation_function", "relu")
+        else:
+            raise ModelLoadError(
+                f"{where}: module {short!r} is not supported (spladekit reads MLMTransformer + SpladePooling, "
+                "or a Router with a SparseStaticEmbedding query route)"
+            )
 
 
 def weights_sha256(folder: Path) -> str:
