@@ -6,14 +6,19 @@ from pathlib import Path
 
 import typer
 
+from ..errors import InputError
 from .options import (
     batch_size_option,
+    hybrid_from_args,
+    hybrid_option,
+    hybrid_weight_option,
     index_option,
     json_option,
     k_option,
     long_docs_option,
     model_option,
     output_option,
+    rrf_k_option,
     stride_option,
     window_option,
 )
@@ -49,14 +54,21 @@ def eval_command(
     long_docs: str = long_docs_option(),
     window: int | None = window_option(),
     stride: int | None = stride_option(),
+    hybrid: str = hybrid_option(),
+    hybrid_weight: float = hybrid_weight_option(),
+    rrf_k: int = rrf_k_option(),
     as_json: bool = json_option("Print metrics.json to stdout instead of the summary."),
 ) -> None:
-    """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report."""
+    """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report.
+    --hybrid adds the index's own hybrid search (the Index.search call a user makes) as one more system."""
     from ..encode.windows import check_long_docs
     from ..eval import evaluate
     from ..eval.report import LABELS, metrics_json
 
     settings = check_long_docs(long_docs, window, stride)
+    fusion = hybrid_from_args(hybrid, hybrid_weight, rrf_k)
+    if fusion is not None and exact:
+        raise InputError("--hybrid evaluates the index's hybrid search: leave --exact out")
 
     out = output or Path(f"eval-{Path(data_dir).resolve().name}-{split}")
 
@@ -76,6 +88,7 @@ def eval_command(
         retriever="exact" if exact else "index",
         batch_size=batch_size,
         long_docs=settings,
+        hybrid=fusion,
         show_progress=not as_json,
         log=log,
     )
@@ -90,7 +103,9 @@ def eval_command(
     sp, tm = res.report["sparsity"], res.report["timing"]
     typer.echo(
         f"active dims: query {sp['query_active_dims']:.1f}, corpus {sp['corpus_active_dims']:.1f}; "
-        f"FLOPS {sp['avg_flops']:.2f}; query latency p50 {tm['query_latency_p50_ms']:.1f} ms; "
+        f"FLOPS {sp['avg_flops']:.2f}; query latency p50 {tm['query_latency_p50_ms']:.1f} ms"
+        + (f" (hybrid {tm['hybrid_latency_p50_ms']:.1f} ms)" if "hybrid_latency_p50_ms" in tm else "")
+        + "; "
         f"total {tm['total_s']:.0f} s"
     )
     ld = res.report["long_docs"]

@@ -1,4 +1,5 @@
-"""``spladekit index``, ``search``, ``info`` and ``delete``: build, sync, query and describe an index folder."""
+"""``spladekit index``, ``info`` and ``delete``: build, sync and describe an index folder (``search`` is in
+``cli/search.py``, registered here)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,14 @@ from ..errors import InputError
 from .options import (
     EXIT_SKIPPED,
     batch_size_option,
-    filter_option,
-    highlight_option,
     index_option,
     json_option,
-    k_option,
     long_docs_option,
     model_option,
     stride_option,
     window_option,
 )
+from .search import open_index, search_cmd
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +68,12 @@ def index_cmd(
     long_docs: str = long_docs_option(None),
     window: int | None = window_option(),
     stride: int | None = stride_option(),
+    bm25: bool | None = typer.Option(
+        None,
+        "--bm25/--no-bm25",
+        help="Keep a BM25 view of the texts for hybrid search (local backend; on by default for a new index). "
+        "On an index without one, --bm25 builds it from the stored texts.",
+    ),
 ) -> None:
     """Index documents and keep the index in sync with the source: new documents are added, changed ones
     re-encoded, unchanged ones skipped, and those whose file or record is gone removed (--keep-missing keeps
@@ -83,6 +88,8 @@ def index_cmd(
         raise InputError("--url and --collection need --backend qdrant")
     if backend == "qdrant" and compact:
         raise InputError("--compact applies to the local backend only (Qdrant keeps float32 weights)")
+    if backend == "qdrant" and bm25:
+        raise InputError("--bm25 applies to the local backend only (hybrid search needs a local index)")
     from ..encode.windows import check_long_docs
 
     settings = (
@@ -98,7 +105,7 @@ def index_cmd(
     existed = is_index_folder(index)
     created_folder = not index.exists()
     try:
-        idx = _open_or_create(index, existed, model, backend, compact, url, collection, settings)
+        idx = _open_or_create(index, existed, model, backend, compact, url, collection, settings, bm25)
         # a served index is written by the server now and then: wait for its write to finish
         with idx, idx.writing(wait=LOCK_WAIT):
             report = index_source(
@@ -109,6 +116,9 @@ def index_cmd(
                 keep_missing=keep_missing,
                 strict=strict,
             )
+            if bm25 and not idx.has_bm25:
+                idx.enable_bm25()
+                typer.echo(f"{index}: built the BM25 view of {len(idx)} documents from their stored texts")
             if optimize:
                 idx.optimize()
             info = idx.info()
@@ -146,11 +156,16 @@ def index_cmd(
         raise typer.Exit(EXIT_SKIPPED)
 
 
-def _open_or_create(index: Path, existed: bool, model, backend, compact, url, collection, long_docs=None):
+def _open_or_create(
+    index: Path, existed: bool, model, backend, compact, url, collection, long_docs=None, bm25=None
+):
     from ..index import Index
 
     if existed:
         idx = Index.open(index, encoder=model)
+        if bm25 is False and idx.has_bm25:
+            idx.close()
+            raise InputError(f"{index} keeps a BM25 view: --no-bm25 applies to a new index")
         if long_docs is not None and idx.long_docs.record() != long_docs.record():
             idx.close()
             raise InputError(
@@ -170,7 +185,7 @@ def _open_or_create(index: Path, existed: bool, model, backend, compact, url, co
             api_key=os.environ.get("QDRANT_API_KEY"),
             long_docs=long_docs,
         )
-    return Index.create(index, encoder=model, compact=compact, long_docs=long_docs)
+    return Index.create(index, encoder=model, compact=compact, long_docs=long_docs, bm25=bm25 is not False)
 
 
 def _remove_new_index(index: Path, created_folder: bool) -> None:
@@ -182,123 +197,6 @@ def _remove_new_index(index: Path, created_folder: bool) -> None:
         return
     for p in index.iterdir():
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
-def open_index(index: Path, model: str | None = None):
-    """Open an index folder for reading; ``model``, when given, must be the model that built it (checked by
-    weights hash, without loading the model)."""
-    from ..index import Index, is_index_folder
-
-    if not is_index_folder(index):
-        raise InputError(f"{index}: no index here (build one with `spladekit index SOURCE -i {index}`)")
-    idx = Index.open(index)
-    if model is not None:
-        from ..encode.loading import check_same_model, read_spec, resolve_model, weights_sha256
-
-        given = {
-            "name": model,
-            "weights_sha256": weights_sha256(read_spec(resolve_model(model), model).transformer_path),
-        }
-        check_same_model(
-            idx.model, given, f"--model {model}", "; leave --model out to use the index's own model"
-        )
-    return idx
-
-
-def search_cmd(
-    query: str = typer.Argument(..., help="Query text."),
-    index: Path = index_option(),
-    k: int = k_option(),
-    filter: list[str] = filter_option(),
-    explain: bool = typer.Option(False, "--explain", help="Show the matching terms behind each score."),
-    approx: float = typer.Option(
-        None,
-        "--approx",
-        help="Approximate: keep this share of the query weight, in (0, 1].",
-        min=0.0,
-        max=1.0,
-    ),
-    model: str = model_option("Model folder or hub id; must be the index's own (default: the index's)."),
-    highlight: bool = highlight_option(),
-    as_json: bool = json_option(),
-) -> None:
-    """Search an index folder."""
-    from ..index.filters import filter_from_args
-
-    flt = filter_from_args(filter)  # every input is checked before anything loads
-    if approx is not None and approx <= 0:
-        raise InputError(f"--approx must be in (0, 1], got {approx}")
-    t0 = time.perf_counter()
-    idx = open_index(index, model)
-    enc = idx.query_encoder
-    t1 = time.perf_counter()
-    qv = enc.encode_queries([query])
-    t2 = time.perf_counter()
-    hits = idx.search(
-        qv, k=k, filter=flt, explain=explain, with_text=True, approx=approx or False, highlight=highlight
-    )
-    t3 = time.perf_counter()
-    if as_json:
-        typer.echo(json.dumps([_hit_dict(h, explain) for h in hits], ensure_ascii=False))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"{query!r}: {len(hits)} hit(s) of {len(idx)} documents",
-        caption=f"load {1000 * (t1 - t0):.0f} ms · encode {1000 * (t2 - t1):.1f} ms · "
-        f"search {1000 * (t3 - t2):.1f} ms",
-    )
-    table.add_column("#", justify="right")
-    table.add_column("id")
-    table.add_column("score", justify="right")
-    table.add_column("text", overflow="fold", max_width=70)
-    if explain:
-        table.add_column("top terms (query x doc = contribution)")
-    if highlight:
-        table.add_column("matched words (term ← word)", overflow="fold", max_width=30)
-    for rank, h in enumerate(hits, 1):
-        row = [str(rank), h.id, f"{h.score:.3f}", _shown_text(h, highlight)]
-        if explain:
-            row.append("\n".join(f"{t} {q:.2f}x{d:.2f}={p:.2f}" for t, q, d, p in (h.explanation or [])[:6]))
-        if highlight:
-            row.append(_matched_words(h))
-        table.add_row(*row)
-    Console().print(table)
-
-
-def _shown_text(h, highlight: bool) -> str:
-    """The snippet with the matched words marked (rich markup), or the start of the text."""
-    from rich.markup import escape
-
-    if highlight and h.highlights:
-        from ..index.highlight import render_snippet
-
-        return render_snippet(h.highlights["snippet"])
-    text = (h.text or "").replace("\n", " ")
-    if h.passage is not None and h.text:
-        text = h.text[h.passage[0] : h.passage[1]].replace("\n", " ")
-    return escape(text[:160] + ("…" if len(text) > 160 else ""))
-
-
-def _matched_words(h) -> str:
-    from rich.markup import escape
-
-    terms = (h.highlights or {}).get("terms") or []
-    return "\n".join(escape(f"{t['term']} ← {t['word']}") for t in terms[:8] if t.get("word"))
-
-
-def _hit_dict(h, explain: bool) -> dict:
-    out = {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
-    if h.passage is not None:
-        out["passage"] = {"start": h.passage[0], "end": h.passage[1]}
-    if h.highlights is not None:
-        out["highlights"] = h.highlights
-    if explain:
-        out["explanation"] = [
-            {"token": t, "query": q, "doc": d, "product": p} for t, q, d, p in h.explanation or []
-        ]
-    return out
 
 
 def delete_cmd(
@@ -353,6 +251,14 @@ def info_cmd(
             else ""
         )
         lines.append(("bytes on disk", f"{info['bytes_on_disk']:,}{detail}"))
+    if info.get("backend") != "qdrant":
+        b = info.get("bm25")
+        view = (
+            f"{b['documents']:,} documents with text, {b['bytes']:,} B (Lucene BM25 k1={b['k1']} b={b['b']})"
+            if b
+            else "none (hybrid search needs one: spladekit index SOURCE -i INDEX --bm25)"
+        )
+        lines.append(("bm25 view", view))
     lines.append(("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"))
     ld = info["long_docs"]
     how = "exact" if ld.get("sampled") is None else f"from {ld['sampled']:,} stored texts"

@@ -55,3 +55,39 @@ def stride_option():
 
 def highlight_option():
     return typer.Option(False, "--highlight", help="Show the words behind each match and a snippet.")
+
+
+def hybrid_option():
+    return typer.Option(
+        None,
+        "--hybrid",
+        help="Fuse with the index's BM25 ranking: rrf (reciprocal rank) or convex (weighted normalised scores).",
+    )
+
+
+def hybrid_weight_option():
+    return typer.Option(
+        None, "--hybrid-weight", help="convex: share of SPLADE in [0, 1] (default 0.5; 0 = BM25 alone)."
+    )
+
+
+def rrf_k_option():
+    return typer.Option(None, "--rrf-k", help="rrf: the rank constant k in 1 / (k + rank) (default 60).")
+
+
+def hybrid_from_args(method: str | None, weight: float | None, rrf_k: int | None):
+    """The ``Hybrid`` of ``--hybrid``, ``--hybrid-weight`` and ``--rrf-k`` (read by ``fusion.check_hybrid``), or
+    None without ``--hybrid``."""
+    from ..errors import InputError
+    from ..index.fusion import check_hybrid
+
+    if method is None:
+        if weight is not None or rrf_k is not None:
+            raise InputError("--hybrid-weight and --rrf-k need --hybrid rrf|convex")
+        return None
+    spec: dict = {"method": method}
+    if weight is not None:
+        spec["weight"] = weight
+    if rrf_k is not None:
+        spec["k"] = rrf_k
+    return check_hybrid(spec)

@@ -13,19 +13,21 @@ import numpy as np
 
 from ..data import BeirCollection, load_beir, sha256_file
 from ..errors import InputError
+from ..index.fusion import RRF_K, check_hybrid, reciprocal_rank_fusion
 from ..sparse import SparseVectors
 from .metrics import aggregate, evaluated_queries, measure_definitions, metric_names, per_query_metrics
-from .retrieval import BM25Baseline, Ranking, exact_search, rank_order, reciprocal_rank_fusion
+from .retrieval import BM25Baseline, Ranking, exact_search, hybrid_run, rank_order
 
-SYSTEMS = ("splade", "bm25", "rrf")
-RRF_C = 60
+SYSTEMS = ("splade", "bm25", "rrf", "hybrid")
+RRF_C = RRF_K
 LATENCY_SAMPLE = 32  # queries timed one by one, end to end (encode + search)
 
 
 @dataclass
 class EvalResult:
     """Everything one evaluation produced: ``report`` is the content of metrics.json; ``runs`` and ``per_query``
-    are keyed by system (``splade``, ``bm25``, ``rrf``); query vectors are in the order of ``runs["splade"]``."""
+    are keyed by system (``splade``, ``bm25``, ``rrf``, ``hybrid``); query vectors are in the order of
+    ``runs["splade"]``."""
 
     report: dict
     runs: dict[str, dict[str, Ranking]]
@@ -64,6 +66,7 @@ def evaluate(
     encoder=None,
     corpus_vectors: SparseVectors | None = None,
     long_docs=None,
+    hybrid=None,
     show_progress: bool = False,
     log=None,
 ) -> EvalResult:
@@ -75,12 +78,20 @@ def evaluate(
     ``long_docs``: ``"max"`` (the encoder's default), ``"passages"`` (documents ranked by their best window) or
     ``"truncate"`` (what sentence-transformers does), or a ``LongDocs``; recorded in the report with how many
     documents were longer than one window.
+    ``hybrid`` (any form ``index.fusion.check_hybrid`` reads, e.g. ``"rrf"``): adds the system ``hybrid``, the
+    index's own hybrid search (``Index.search(text, hybrid=...)`` per query, the call a user makes; the index keeps
+    a BM25 view of the corpus texts); needs the index retriever.
     Binary metrics count rel ≥ ``relevance_threshold``; nDCG uses the graded values. Writes run files, metrics.json,
     report.md and plots to ``output_dir`` when given.
     """
     say = log or (lambda _msg: None)
     if retriever not in ("index", "exact"):
         raise InputError(f"unknown retriever {retriever!r}: use 'index' or 'exact'")
+    fusion = check_hybrid(hybrid)
+    if fusion is not None and retriever != "index":
+        raise InputError(
+            "hybrid evaluates the index's hybrid search: it needs the index retriever, not exact"
+        )
     if not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     if not isinstance(relevance_threshold, int) or relevance_threshold < 1:
@@ -113,7 +124,7 @@ def evaluate(
         idx = None
         reused = False
         if retriever == "index":
-            idx, reused = _open_or_create_index(stack, index_dir, encoder, doc_ids, ld)
+            idx, reused = _open_or_create_index(stack, index_dir, encoder, doc_ids, ld, fusion is not None)
         if reused:
             say(f"reusing index {idx.path}")
             docs = idx.vectors(doc_ids)
@@ -137,12 +148,13 @@ def evaluate(
                 windows.update(documents_windowed=rep.windowed, windows=rep.windows, truncated=rep.truncated)
             if idx is not None:
                 t0 = time.perf_counter()
+                texts = doc_texts if fusion is not None else None  # the BM25 view reads the stored texts
                 if passages is not None:
                     idx.write_passages(
-                        doc_ids, passages.vectors, passages.owner, passages.spans, passages.counts
+                        doc_ids, passages.vectors, passages.owner, passages.spans, passages.counts, texts
                     )
                 else:
-                    idx.add_vectors(doc_ids, docs)
+                    idx.add_vectors(doc_ids, docs, texts)
                 idx.commit()
                 timing["index_build_s"] = time.perf_counter() - t0
         if idx is not None:
@@ -154,9 +166,14 @@ def evaluate(
         splade_rankings, queries, lat = _search_queries(
             encoder, idx, docs, doc_ids, q_texts, k, batch_size, passages
         )
+        runs: dict[str, dict[str, Ranking]] = {"splade": dict(zip(qids, splade_rankings))}
+        if fusion is not None:
+            say(f"hybrid search ({fusion.method}) of {len(qids):,} queries")
+            rankings, seconds = hybrid_run(idx, q_texts, k, fusion)
+            runs["hybrid"] = dict(zip(qids, rankings))
+            lat["hybrid_latency_p50_ms"] = 1000 * float(np.median(seconds))
     timing.update(lat)
 
-    runs: dict[str, dict[str, Ranking]] = {"splade": dict(zip(qids, splade_rankings))}
     bm25_settings = None
     if bm25:
         say("BM25 baseline")
@@ -169,6 +186,7 @@ def evaluate(
         timing["bm25_search_s"] = time.perf_counter() - t0
         bm25_settings = base.settings()
         runs["rrf"] = reciprocal_rank_fusion([runs["splade"], runs["bm25"]], k=k, c=RRF_C)
+    runs = {name: runs[name] for name in SYSTEMS if name in runs}  # hybrid last, next to rrf
 
     per_query = {name: per_query_metrics(run, col.qrels, relevance_threshold) for name, run in runs.items()}
     q_stats, d_stats = queries.stats(), docs.stats()
@@ -206,6 +224,7 @@ def evaluate(
         "timing": timing,
         "bm25": bm25_settings,
         "rrf": {"c": RRF_C, "inputs": ["splade", "bm25"]} if bm25 else None,
+        "hybrid": {**fusion.record(), "call": "Index.search(text, hybrid=...)"} if fusion else None,
         "environment": _environment(),
     }
     result = EvalResult(report, runs, per_query, docs, queries)
@@ -245,8 +264,11 @@ def _graded(col: BeirCollection) -> bool:
     return len({r for docs in col.qrels.values() for r in docs.values() if r > 0}) > 1
 
 
-def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_ids: list[str], long_docs):
-    """(index, reused): reuse ``index_dir`` when it holds an index of this corpus and model, else build one."""
+def _open_or_create_index(
+    stack: contextlib.ExitStack, index_dir, encoder, doc_ids: list[str], long_docs, bm25
+):
+    """(index, reused): reuse ``index_dir`` when it holds an index of this corpus and model, else build one
+    (keeping a BM25 view when ``bm25``: hybrid search reads it)."""
     from ..encode.loading import check_same_model
     from ..index import Index, is_index_folder
 
@@ -262,6 +284,8 @@ def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_i
                     f"{path}: index encodes long documents by {idx.long_docs.strategy!r} "
                     f"({idx.long_docs.record()}), not {long_docs.record()}; use another --index folder"
                 )
+            if bm25 and not idx.has_bm25:
+                raise InputError(f"{path}: index keeps no BM25 view for --hybrid; use another --index folder")
             missing = next((d for d in doc_ids if d not in idx), None)
             if len(idx) != len(doc_ids) or missing is not None:
                 raise InputError(
@@ -270,9 +294,11 @@ def _open_or_create_index(stack: contextlib.ExitStack, index_dir, encoder, doc_i
                     + "; use another --index folder"
                 )
             return idx, True
-        return stack.enter_context(Index.create(path, encoder, long_docs=long_docs)), False
+        return stack.enter_context(Index.create(path, encoder, long_docs=long_docs, bm25=bm25)), False
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="spladekit-eval-"))
-    return stack.enter_context(Index.create(Path(tmp) / "index", encoder, long_docs=long_docs)), False
+    return stack.enter_context(
+        Index.create(Path(tmp) / "index", encoder, long_docs=long_docs, bm25=bm25)
+    ), False
 
 
 def _search_queries(

@@ -15,7 +15,7 @@ from .metrics import metric_names
 if TYPE_CHECKING:
     from .core import EvalResult
 
-LABELS = {"splade": "SPLADE", "bm25": "BM25", "rrf": "RRF(SPLADE, BM25)"}
+LABELS = {"splade": "SPLADE", "bm25": "BM25", "rrf": "RRF(SPLADE, BM25)", "hybrid": "Hybrid (index search)"}
 
 
 def trec_run(run: dict[str, list[tuple[str, float]]], tag: str) -> str:
@@ -94,6 +94,13 @@ def markdown_report(result: EvalResult) -> str:
         lines.append(
             f"- BM25: {b['library']}, {b['method']}, k1={b['k1']}, b={b['b']}, stopwords {b['stopwords']}, "
             f"stemmer {b['stemmer']}; RRF c={r['rrf']['c']}"
+        )
+    if r.get("hybrid"):
+        h = r["hybrid"]
+        how = ", ".join(f"{k} {v}" for k, v in h.items() if k not in ("method", "call"))
+        lines.append(
+            f"- hybrid: `{h['call']}` with {h['method']} ({how}; depth None = max(k, 100)), over the index's "
+            f"BM25 view; one query encoded and searched end to end, p50 {tm['hybrid_latency_p50_ms']:.1f} ms"
         )
     env = r["environment"]
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in env.items() if k != "created" and v))

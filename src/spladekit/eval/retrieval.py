@@ -1,12 +1,14 @@
-"""Retrieval for evaluation: exact brute-force SPLADE search, a BM25 baseline (bm25s) and reciprocal-rank fusion."""
+"""Retrieval for evaluation: exact brute-force SPLADE search and a BM25 baseline (bm25s). Fusion lives in
+``index.fusion``, shared with the index's hybrid search."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from ..index import lexical
 from ..sparse import SparseVectors
 
 Ranking = list[tuple[str, float]]
@@ -50,28 +52,28 @@ def exact_search(
     return out
 
 
-def reciprocal_rank_fusion(
-    runs: Sequence[Mapping[str, Ranking]], k: int = 1000, c: int = 60
-) -> dict[str, Ranking]:
-    """RRF (Cormack et al. 2009): score(d) = Σ_runs 1 / (c + rank of d), rank from 1; ties by id."""
-    fused: dict[str, Ranking] = {}
-    qids = list(dict.fromkeys(q for run in runs for q in run))
-    for q in qids:
-        acc: dict[str, float] = {}
-        for run in runs:
-            for rank, (d, _) in enumerate(run.get(q, ()), start=1):
-                acc[d] = acc.get(d, 0.0) + 1.0 / (c + rank)
-        fused[q] = sorted(acc.items(), key=lambda x: (-x[1], x[0]))[:k]
-    return fused
+def hybrid_run(idx, texts: Sequence[str], k: int, hybrid) -> tuple[list[Ranking], list[float]]:
+    """The index's hybrid search of each text, the very call a user makes (``Index.search(text, k, hybrid=)``:
+    query encoding, both runs, ``index.fusion``), and the seconds each took."""
+    import time
+
+    out, seconds = [], []
+    for text in texts:
+        t0 = time.perf_counter()
+        hits = idx.search(text, k=k, hybrid=hybrid)
+        seconds.append(time.perf_counter() - t0)
+        out.append([(h.id, h.score) for h in hits])
+    return out, seconds
 
 
 class BM25Baseline:
     """BM25 over the same documents with bm25s (Lucene variant, k1=1.2, b=0.75, English stopwords, Snowball
-    stemmer when PyStemmer is installed), as close as bm25s gets to the Anserini / Elasticsearch runs BEIR reports."""
+    stemmer when PyStemmer is installed), as close as bm25s gets to the Anserini / Elasticsearch runs BEIR reports.
+    Text is analysed by ``index.lexical.analyze``, as the index's BM25 view analyses it."""
 
-    def __init__(self, k1: float = 1.2, b: float = 0.75, method: str = "lucene") -> None:
+    def __init__(self, k1: float = lexical.K1, b: float = lexical.B, method: str = lexical.METHOD) -> None:
         self.k1, self.b, self.method = k1, b, method
-        self.stemmer = _stemmer()
+        self.stemmer = lexical.stemmer()
         self._retriever = None
         self._ids: list[str] = []
 
@@ -83,7 +85,7 @@ class BM25Baseline:
             "method": self.method,
             "k1": self.k1,
             "b": self.b,
-            "stopwords": "en",
+            "stopwords": lexical.STOPWORDS,
             "stemmer": "PyStemmer english (Snowball)"
             if self.stemmer is not None
             else "none (PyStemmer not installed)",
@@ -94,22 +96,18 @@ class BM25Baseline:
 
         if not ids:
             raise InputError("BM25 needs at least one document")
-        tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=self.stemmer, show_progress=False)
+        tokens = lexical.analyze(texts, ids=True)
         self._retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         self._retriever.index(tokens, show_progress=False)
         self._ids = list(ids)
 
     def search(self, texts: Sequence[str], k: int = 1000) -> list[Ranking]:
-        import bm25s
-
         if self._retriever is None:
             raise InputError("BM25Baseline.search called before index()")
         k = min(k, len(self._ids))
         if not texts:
             return []
-        q_tokens = bm25s.tokenize(
-            list(texts), stopwords="en", stemmer=self.stemmer, show_progress=False, return_ids=False
-        )
+        q_tokens = lexical.analyze(texts)
         docs, scores = self._retriever.retrieve(q_tokens, k=k, show_progress=False, n_threads=1)
         out: list[Ranking] = []
         for drow, srow in zip(docs, scores):
@@ -119,11 +117,3 @@ class BM25Baseline:
             order = rank_order(ids, srow)
             out.append([(ids[i], float(srow[i])) for i in order])
         return out
-
-
-def _stemmer():
-    try:
-        import Stemmer
-    except ImportError:
-        return None
-    return Stemmer.Stemmer("english")

@@ -25,6 +25,8 @@ from ..encode.windows import LongDocs
 from ..errors import InputError
 from ..sparse import SparseVectors
 from .approx import measure_recall, prune_queries
+from .fusion import check_hybrid
+from .hybrid import LexicalDefaults, hybrid_search, query_texts
 from .queries import QueryInput
 from .types import DocumentBatch, SearchHit
 from .validate import check_ids, check_k, check_texts, encode_records
@@ -60,7 +62,7 @@ def _backend_class(name: str):
     raise InputError(f"unknown backend {name!r}: use one of {', '.join(MARKERS)}")
 
 
-class Index(QueryInput, abc.ABC):
+class Index(QueryInput, LexicalDefaults, abc.ABC):
     """A SPLADE index: add / upsert / delete documents, commit, search with filters and explanations.
 
     ``Index.create(path, encoder=None, backend="local" | "qdrant", **options)`` makes one and
@@ -314,6 +316,7 @@ class Index(QueryInput, abc.ABC):
         with_text: bool = False,
         approx: bool | float = False,
         highlight: bool = False,
+        hybrid=None,
     ) -> list[SearchHit]:
         """Top-``k`` documents by dot product with ``query`` (text, a 1-row vector, or ``{token: weight}``),
         best first; exact unless ``approx``.
@@ -323,11 +326,16 @@ class Index(QueryInput, abc.ABC):
         heaviest query terms holding this share of the query weight (True = 0.8); see ``measure_approx``.
         ``highlight``: each hit carries, per matching term, the word of the document that gave it its weight,
         and a snippet around the densest match (``SearchHit.highlights``; None for a document stored without text).
-        """
+        ``hybrid``: fuse with the index's BM25 ranking of the same text query (``"rrf"``, ``"convex"``, a dict
+        such as ``{"method": "convex", "weight": 0.5}`` or a ``Hybrid``: see ``fusion``); the filter applies to
+        both; ``score`` is the fused score, ``SearchHit.hybrid`` each run's rank and score. Documents stored
+        without text have no lexical view (BM25 scores them 0)."""
         k = check_k(k)
+        h = check_hybrid(hybrid)
+        texts = query_texts([query]) if h is not None else None
         flt = self._prepare_filter(filter)  # a bad filter fails before the query is encoded
         qs = prune_queries([self._query(query)], approx)
-        return self._search_hits(qs, k, flt, explain, with_text, 1, highlight)[0]
+        return self._search_hits(qs, k, flt, explain, with_text, 1, highlight, h, texts)[0]
 
     def search_batch(
         self,
@@ -339,17 +347,24 @@ class Index(QueryInput, abc.ABC):
         with_text: bool = False,
         approx: bool | float = False,
         highlight: bool = False,
+        hybrid=None,
     ) -> list[list[SearchHit]]:
         """``search`` for many queries (texts encoded in one batch, SparseVectors rows or dicts), ``threads`` at
-        a time (default: every core)."""
+        a time (default: every core); ``hybrid`` as in ``search`` (every query a text)."""
         k = check_k(k)
+        h = check_hybrid(hybrid)
+        texts = query_texts(queries) if h is not None else None
         flt = self._prepare_filter(filter)
         qs = prune_queries(self._queries(queries), approx)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a positive integer, got {threads!r}")
-        return self._search_hits(qs, k, flt, explain, with_text, threads or os.cpu_count() or 1, highlight)
+        threads = threads or os.cpu_count() or 1
+        return self._search_hits(qs, k, flt, explain, with_text, threads, highlight, h, texts)
 
-    def _search_hits(self, qs, k, flt, explain, with_text, threads, highlight) -> list[list[SearchHit]]:
+    def _search_hits(self, qs, k, flt, explain, with_text, threads, highlight, hybrid=None, texts=None):
+        """The hits of parsed queries (``hybrid``: a checked ``Hybrid``, with the query ``texts``)."""
+        if hybrid is not None:
+            return hybrid_search(self, qs, texts, k, flt, hybrid, explain, with_text, threads, highlight)
         if not highlight:
             return self._search(qs, k, flt, explain, with_text, threads)
         from .highlight_hits import add_highlights

@@ -290,6 +290,18 @@ class PassageIndex(Index):
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(one, qs))
 
+    @property
+    def has_bm25(self) -> bool:
+        return self._inner.has_bm25
+
+    def enable_bm25(self) -> None:
+        self._inner.enable_bm25()
+
+    def _search_bm25(self, texts, k: int, flt, threads: int) -> list[list[tuple[str, float]]]:
+        """BM25 ranks documents: only passage 0 carries the document's text, so each lexical row is a document."""
+        runs = self._inner._search_bm25(texts, k, flt, threads)
+        return [[(doc_of(pid)[0], s) for pid, s in run] for run in runs]
+
     def _search_one(self, q, k: int, flt, explain: bool, with_text: bool) -> list[SearchHit]:
         """The top ``k`` documents by best passage: the first ``k`` distinct documents among the top passages,
         asking for more passages until ``k`` documents are found or there are no more (exact). Stored records

@@ -23,6 +23,8 @@ class SearchHit:
     explanation: list[tuple[str, float, float, float]] | None = None  # (token, query w, doc w, product)
     passage: tuple[int, int] | None = None  # passages index: character span of the best passage
     highlights: dict | None = None  # on request: matched words and a snippet (see ``index.highlight``)
+    # hybrid search: per run ("splade", "bm25") the hit's rank, score (and normalised score) there, or None
+    hybrid: dict | None = None
 
 
 @dataclass

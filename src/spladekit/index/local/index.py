@@ -18,7 +18,9 @@ from ...encode.choose import model_record, resolve_model
 from ...errors import DataFormatError, InputError, SpladekitError
 from ...io import atomic_write
 from ..base import Index
+from ..lexical import settings as bm25_settings
 from .integrity import file_sum, verify_file, verify_manifest, verify_sizes
+from .lexical import FILES as LEX_FILES
 from .lock import WriteLock
 from .reading import LocalReading
 from .segment import Segment
@@ -55,9 +57,14 @@ class LocalIndex(LocalReading, LocalWriting, Index):
 
     # ------------------------------------------------------------------ create / open
     @classmethod
-    def _create(cls, path: Path, encoder=None, *, compact: bool = False, long_docs=None) -> LocalIndex:
+    def _create(
+        cls, path: Path, encoder=None, *, compact: bool = False, long_docs=None, bm25: bool = True
+    ) -> LocalIndex:
         """A new index folder. ``compact=True`` stores 8-bit per-term quantised weights (about half the bytes;
-        scores approximate)."""
+        scores approximate). ``bm25`` (default on): keep a BM25 view of the documents' texts, for hybrid search
+        (``search(..., hybrid=...)``); recorded in the manifest."""
+        if not isinstance(bm25, bool):
+            raise InputError(f"bm25 must be True or False, got {bm25!r}")
         if path.is_dir() and any(path.iterdir()):
             raise InputError(f"{path} is not empty: create an index in a new or empty folder")
         full, light = resolve_model(encoder)
@@ -80,6 +87,8 @@ class LocalIndex(LocalReading, LocalWriting, Index):
                 "created": time.time(),
                 "vocab_sum": vocab_sum,
             }
+            if bm25:
+                manifest["bm25"] = bm25_settings()
             idx = cls(path, manifest, vocab)
             idx._encoder, idx._query_encoder = full, light
             idx._acquire_lock(refresh=False)
@@ -195,6 +204,11 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     def vocab(self) -> list[str]:
         return self._vocab
 
+    @property
+    def has_bm25(self) -> bool:
+        """Whether this index keeps a BM25 view (for hybrid search)."""
+        return bool(self._manifest.get("bm25"))
+
     # ------------------------------------------------------------------ info / lifecycle
     def info(self) -> dict:
         """Documents, segments, postings, bytes on disk and the model of the committed state."""
@@ -205,6 +219,13 @@ class LocalIndex(LocalReading, LocalWriting, Index):
         # (vocabulary, per-term tables) or the document store
         posting_bytes = sum(n for f, n in sizes.items() if f.name in POSTING_FILES)
         postings = sum(int(e["nnz"]) for e in self._manifest["segments"])
+        bm25 = self._manifest.get("bm25")
+        if bm25:
+            bm25 = {
+                **bm25,
+                "documents": sum(s.lex_stats()[0] for s in self._segments),
+                "bytes": sum(n for f, n in sizes.items() if f.name in LEX_FILES),
+            }
         return {
             "path": str(self.path),
             "backend": "local",
@@ -217,6 +238,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             "bytes_other": size - posting_bytes,
             "compact": self._manifest["compact"],
             "generation": self._manifest["generation"],
+            "bm25": bm25 or None,
             "model": self.model,
         }
 

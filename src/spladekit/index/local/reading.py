@@ -15,8 +15,12 @@ from ...errors import InputError
 from ...sparse import SparseVectors
 from ..base import ITER_BATCH
 from ..filters import parse_filter
+from ..fusion import ordered
+from ..hybrid import no_view
+from ..lexical import check_settings
 from ..types import DocumentBatch, SearchHit
 from ..validate import check_ids
+from .lexical import bm25_top_k
 from .segment import Segment
 
 IdMap = dict[str, tuple[int, int]]
@@ -150,6 +154,24 @@ class LocalReading:
             return [one(q) for q in qs]
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(one, qs))
+
+    def _search_bm25(self, texts: list[str], k: int, flt, threads: int) -> list[list[tuple[str, float]]]:
+        """Per text its BM25 top ``k`` (id, score) over the same snapshot and masks (tombstones, filter) as the
+        SPLADE search it is fused with."""
+        bm25 = self._manifest.get("bm25")
+        if not bm25:
+            raise no_view(self.path)
+        check_settings(bm25, str(self.path))
+        segs, allowed = flt
+
+        def one(text: str) -> list[tuple[str, float]]:  # ties by id, whatever the segment layout
+            # ids() is decoded once per segment and cached (the id map of a snapshot reads it too)
+            return ordered([(segs[si].ids()[d], s) for s, si, d in bm25_top_k(segs, allowed, text, k)])
+
+        if threads <= 1 or len(texts) <= 1:
+            return [one(t) for t in texts]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, texts))
 
     @staticmethod
     def _top_k(segs, allowed, q_terms, q_weights, k: int) -> list[tuple[float, int, int]]:

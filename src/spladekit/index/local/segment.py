@@ -13,7 +13,8 @@ A segment folder ``seg_NNNNNN/`` holds plain ``.npy`` arrays (memory-mapped on o
   ``win_min.npy`` only when some weight is negative;
 - ``ids.bin`` + ``ids_off.npy``: document ids (UTF-8); ``store.bin`` + ``store_off.npy``: ``[text, metadata]`` JSON
   (offsets uint32, or int64 when the blob exceeds 4 GiB);
-- ``meta.json``: counts and format; ``deleted.<generation>.npy``: packed tombstone bits written by a commit.
+- ``meta.json``: counts and format; ``deleted.<generation>.npy``: packed tombstone bits written by a commit;
+- ``lex_*``: the BM25 view, in an index that keeps one (see ``lexical``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ...io import fsync_dir, naming
 from ..filters import canonical
 from ..validate import decode_record
 from . import codec, kernels
+from .lexical import LexicalArrays, LexicalView
 
 FORMAT = 2  # 2: byte-gap containers for frequent terms, two-row term_ptr
 
@@ -70,8 +72,10 @@ def write_segment(
     dim: int,
     records: list[bytes | None] | None,
     compact: bool = False,
+    lexical: LexicalArrays | None = None,
 ) -> dict:
-    """Write a segment folder (every file synced); returns its meta dict. Not visible until a manifest names it."""
+    """Write a segment folder (every file synced); returns its meta dict. Not visible until a manifest names it.
+    ``lexical``: the documents' BM25 view, in an index that keeps one."""
     folder.mkdir(parents=True, exist_ok=False)
     n = len(ids)
     term_ptr, docs, weights = codec.csr_to_postings(indptr, indices, data, dim)
@@ -115,6 +119,8 @@ def write_segment(
         "compact": compact,
         "has_store": has_store,
     }
+    if lexical is not None:
+        meta["lexical"] = lexical.save(folder, save_array, save_bytes)
     save_bytes(folder / "meta.json", json.dumps(meta).encode())
     fsync_dir(folder)
     return meta
@@ -152,6 +158,8 @@ class Segment:
     _ids: list | None = field(default=None, repr=False)
     sums: dict | None = None  # file name -> recorded [size, crc32] (None: not recorded)
     _ids_ok: bool = field(default=False, repr=False)
+    lex: LexicalView | None = None  # the BM25 view, when the segment has one
+    _lex_stats: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, folder: Path) -> Segment:
@@ -195,12 +203,17 @@ class Segment:
             ids_off_file=_mmap_bytes(folder / "ids_off.npy"),
             store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
             store_off=arr("store_off.npy") if has_store else None,
+            lex=LexicalView.load(folder, arr, _mmap_bytes) if meta.get("lexical") else None,
         )
 
     def with_deletes(self, deleted_file: str | None) -> Segment:
         """A copy sharing the arrays, with the tombstones of ``deleted_file`` (a name inside the folder)."""
         seg = Segment(
-            **{k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("_fields", "_ids")}
+            **{
+                k: getattr(self, k)
+                for k in self.__dataclass_fields__
+                if k not in ("_fields", "_ids", "_lex_stats")
+            }
         )
         seg._ids = self._ids
         seg._fields = self._fields
@@ -327,6 +340,12 @@ class Segment:
             True,
         )
         return size
+
+    def lex_stats(self) -> tuple[int, int]:
+        """(live documents with a BM25 view, their summed length), computed once per set of tombstones."""
+        if self._lex_stats is None:
+            self._lex_stats = self.lex.stats(self.alive) if self.lex is not None else (0, 0)
+        return self._lex_stats
 
     def doc_weights(self, q_terms, d: int) -> np.ndarray:
         """Document ``d``'s weight of each query term (0 where it lacks the term): what an explanation shows."""

@@ -18,8 +18,11 @@ import numpy as np
 from ...errors import InputError
 from ...io import atomic_write, fsync_dir
 from ...sparse import SparseVectors
-from ..validate import check_ids
+from ..lexical import check_settings
+from ..lexical import settings as bm25_settings
+from ..validate import check_ids, decode_record
 from .integrity import file_sum, folder_sums, manifest_sum
+from .lexical import LexicalArrays
 from .segment import save_array, write_segment
 
 MANIFEST = "manifest.json"
@@ -207,20 +210,37 @@ class LocalWriting:
             records.extend(p.records[r] for r in keep)
         if ids:
             v = parts[0] if len(parts) == 1 else SparseVectors.concat(parts)  # no copy of a lone batch
-            self._flushed.append(self._write_segment(ids, v, records))
+            lexical = self._view_of(records) if self._manifest.get("bm25") else None
+            self._flushed.append(self._write_segment(ids, v, records, lexical))
         # only now: when writing the segment failed (disk full), the documents stay pending for a retry
         self._pending, self._pending_ids, self._pending_dropped = [], {}, set()
 
-    def _write_segment(self, ids: list[str], v: SparseVectors, records: list[bytes | None]) -> dict:
-        """A new segment folder with these documents; its manifest entry (plus the ids)."""
+    def _write_segment(
+        self, ids: list[str], v: SparseVectors, records: list[bytes | None], lexical: LexicalArrays | None
+    ) -> dict:
+        """A new segment folder with these documents (and their BM25 view, if given); its manifest entry."""
         n = self._manifest["next_segment"]
         self._manifest = {**self._manifest, "next_segment": n + 1}
         name = f"seg_{n:06d}"
         meta = write_segment(
-            self.path / name, ids, v.indptr, v.indices, v.data, self.dim, records, self._manifest["compact"]
+            self.path / name,
+            ids,
+            v.indptr,
+            v.indices,
+            v.data,
+            self.dim,
+            records,
+            self._manifest["compact"],
+            lexical,
         )
         files = folder_sums(self.path / name)  # checksums of every file, recorded in the manifest entry
         return {"name": name, "n_docs": meta["n_docs"], "nnz": meta["nnz"], "deleted": None, "files": files}
+
+    def _view_of(self, records: list[bytes | None]) -> LexicalArrays:
+        """The BM25 view of stored records: each document's text analysed (none for a record without text), as
+        the index's recorded analyzer does (a process analysing otherwise is refused)."""
+        check_settings(self._manifest.get("bm25") or bm25_settings(), str(self.path))
+        return LexicalArrays.from_texts([decode_record(r)[0] for r in records])
 
     @property
     def has_changes(self) -> bool:
@@ -307,32 +327,53 @@ class LocalWriting:
                 self._acquire_lock()
                 self._merge(list(range(len(self._segments))))
 
-    def _merge(self, which: list[int]) -> None:
-        """Fold segments ``which`` into one new segment and commit that (tombstoned documents are dropped)."""
-        if not which:
+    def enable_bm25(self) -> None:
+        """Keep a BM25 view from now on (for hybrid search), built for the documents already stored from their
+        stored texts: commits, then rewrites every segment into one with its view, and records the setting, in
+        one atomic commit. Documents stored without text have no lexical view (they score 0 in BM25)."""
+        with self._wlock:
+            self.commit(merge=False)
+            if self._manifest.get("bm25"):
+                return
+            self._acquire_lock()
+            if self._manifest.get("bm25"):  # another writer enabled it meanwhile
+                return
+            self._merge(list(range(len(self._segments))), {"bm25": bm25_settings()})
+
+    def _merge(self, which: list[int], changes: dict | None = None) -> None:
+        """Fold segments ``which`` into one new segment and commit that (tombstoned documents are dropped), with
+        ``changes`` to the manifest in the same commit."""
+        if not which and not changes:
             return
         try:
-            self._merge_segments(which)
+            self._merge_segments(which, changes or {})
         except OSError as e:
             e.add_note(f"merging segments of the index {self.path}: every committed document is intact")
             raise
 
-    def _merge_segments(self, which: list[int]) -> None:
-        parts, ids, records = [], [], []
+    def _merge_segments(self, which: list[int], changes: dict) -> None:
+        parts, ids, records, views = [], [], [], []
+        bm25 = bool({**self._manifest, **changes}.get("bm25"))
         for i in which:
             seg = self._segments[i]
             keep = np.ones(seg.n_docs, bool) if seg.alive is None else seg.alive.astype(bool)
             indptr, indices, data = seg.vectors(keep)
             parts.append(SparseVectors(indptr, indices, data, self.dim))
             seg_ids = seg.ids()
+            start = len(records)
             for d in np.flatnonzero(keep):
                 ids.append(seg_ids[d])
                 records.append(seg.raw_record(int(d)))
+            if bm25:  # the segment's view, or (building one for the first time) one from its stored texts
+                views.append(seg.lex.arrays().subset(keep) if seg.lex else self._view_of(records[start:]))
         chosen = set(which)
         entries = [e for i, e in enumerate(self._manifest["segments"]) if i not in chosen]
         if ids:
-            entries.insert(min(which), self._write_segment(ids, SparseVectors.concat(parts), records))
-        manifest = {**self._manifest, "generation": self._manifest["generation"] + 1, "segments": entries}
+            lexical = LexicalArrays.concat(views) if bm25 else None
+            new = self._write_segment(ids, SparseVectors.concat(parts), records, lexical)
+            entries.insert(min(which), new)
+        gen = self._manifest["generation"] + 1
+        manifest = {**self._manifest, **changes, "generation": gen, "segments": entries}
         try:
             self._write_manifest(manifest)
         finally:
