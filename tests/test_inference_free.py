@@ -112,7 +112,9 @@ def test_idf_folder_written_by_spladekit_loads_in_sentence_transformers(tmp_path
     ref = _reference(out)
     mine = SpladeEncoder.load(out)
     _assert_equal_vectors(
-        _dense(ref.encode_query(QUERIES, convert_to_sparse_tensor=True)), mine.encode_queries(QUERIES).to_dense(), 0.0
+        _dense(ref.encode_query(QUERIES, convert_to_sparse_tensor=True)),
+        mine.encode_queries(QUERIES).to_dense(),
+        0.0,
     )
     _assert_equal_vectors(
         _dense(ref.encode_document(DOCS[:50], convert_to_sparse_tensor=True)),
@@ -128,7 +130,9 @@ def test_idf_counts_document_frequencies(light_encoder):
     docs = ["vaccine vaccine trial", "vaccine risk", "cell"]
     table, summary = build_idf_table(light_encoder, texts=docs)
     tid = light_encoder.token_to_id
-    expect = idf(np.array([2, 1, 1, 0]), 3)  # vaccine in 2 documents (twice in one), trial 1, cell 1, unseen 0
+    expect = idf(
+        np.array([2, 1, 1, 0]), 3
+    )  # vaccine in 2 documents (twice in one), trial 1, cell 1, unseen 0
     got = table.weights[[tid["vaccine"], tid["trial"], tid["cell"], tid["protein"]]]
     np.testing.assert_allclose(got, expect, rtol=1e-6)
     assert summary["documents"] == 3 and summary["terms_seen"] == 4
@@ -157,7 +161,11 @@ def test_opensearch_doc_only_layout(tmp_path, light_encoder):
     vocab = light_encoder.vocab
     rng = np.random.default_rng(0)
     picked = rng.choice(len(vocab), 8000, replace=False)
-    weights = {vocab[i]: float(rng.uniform(0.1, 6)) for i in picked} | {"[CLS]": 0.5, "[SEP]": 0.0, "vaccine": 3.0}
+    weights = {vocab[i]: float(rng.uniform(0.1, 6)) for i in picked} | {
+        "[CLS]": 0.5,
+        "[SEP]": 0.0,
+        "vaccine": 3.0,
+    }
     folder = _opensearch_folder(tmp_path, weights)
     tok = AutoTokenizer.from_pretrained(str(folder))
     idf_vec = torch.zeros(tok.vocab_size)
@@ -182,14 +190,19 @@ def test_opensearch_doc_only_layout(tmp_path, light_encoder):
 @pytest.mark.parametrize(
     "router, match",
     [
-        ({"structure": {"query": ["q"], "document": ["d0", "d1"]}, "types": {"q": "x.MLMTransformer"}}, "query route"),
+        (
+            {"structure": {"query": ["q"], "document": ["d0", "d1"]}, "types": {"q": "x.MLMTransformer"}},
+            "query route",
+        ),
         ({"structure": {"document": ["d0"]}, "types": {}}, "'query' and a 'document' route"),
     ],
 )
 def test_unsupported_router_is_a_clear_error(tmp_path, router, match):
     from spladekit.encode.loading import read_spec
 
-    (tmp_path / "modules.json").write_text(json.dumps([{"path": "", "type": "sentence_transformers.models.Router"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"path": "", "type": "sentence_transformers.models.Router"}])
+    )
     router["types"] |= {"d0": "x.MLMTransformer", "d1": "x.SpladePooling"}
     (tmp_path / "router_config.json").write_text(json.dumps(router))
     shutil.copytree(bundled_model_path(), tmp_path / "d0")
@@ -218,7 +231,9 @@ def test_table_queries_never_import_torch(tmp_path, light_encoder):
     table, _ = build_idf_table(light_encoder, texts=DOCS)
     model = save_inference_free(light_encoder, table, tmp_path / "model")
     with Index.create(tmp_path / "idx", str(model)) as idx:
-        idx.add_vectors([f"d{i}" for i in range(20)], light_encoder.encode_documents(DOCS[:20]), texts=DOCS[:20])
+        idx.add_vectors(
+            [f"d{i}" for i in range(20)], light_encoder.encode_documents(DOCS[:20]), texts=DOCS[:20]
+        )
         idx.commit()
     code = f"""
 import sys, json
@@ -236,3 +251,37 @@ print(json.dumps([hits[0].id, r.status_code, r.json()["hits"][0]["id"], idx.enco
     assert r.returncode == 0, r.stderr[-3000:]
     top, status, http_top, kind, imported = json.loads(r.stdout.strip().splitlines()[-1])
     assert (top, status, http_top, kind, imported) == ("d3", 200, "d5", "table", [])
+
+
+@pytest.mark.slow
+def test_inference_free_model_in_local_and_qdrant_indexes(tmp_path, encoder):
+    """The index (both backends) takes an inference-free folder as its model: documents through the masked-LM,
+    text queries through the table, the same hits as searching with the table's vectors by hand."""
+    from qdrant_client import QdrantClient
+
+    from spladekit import SpladeEncoder
+    from spladekit.encode.idf import build_idf_table
+    from spladekit.encode.st_folder import save_inference_free
+    from spladekit.index import Index
+
+    table, _ = build_idf_table(encoder, texts=DOCS)
+    folder = save_inference_free(encoder, table, tmp_path / "model")
+    model = SpladeEncoder.load(folder)
+    ids = [f"d{i}" for i in range(60)]
+    local = Index.create(tmp_path / "local", model)
+    local.add(ids, DOCS[:60])
+    local.commit()
+    remote = Index.create(tmp_path / "q", model, backend="qdrant", client=QdrantClient(":memory:"))
+    remote.add(ids, DOCS[:60])
+    assert local.model["query_side"]["kind"] == "table"
+    for q in QUERIES[:10]:
+        by_hand = local.search(model.encode_queries([q]), k=5)
+        for idx in (local, remote):
+            hits = idx.search(q, k=5)
+            assert [h.id for h in hits] == [h.id for h in by_hand]
+            assert [h.score for h in hits] == pytest.approx([h.score for h in by_hand], rel=1e-5, abs=1e-6)
+    reopened = Index.open(tmp_path / "local")
+    assert reopened.query_encoder.query_table is not None
+    assert [h.id for h in reopened.search(QUERIES[0], k=5)] == [h.id for h in local.search(QUERIES[0], k=5)]
+    for idx in (local, remote, reopened):
+        idx.close()

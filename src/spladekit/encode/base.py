@@ -243,12 +243,13 @@ class EncoderBase:
         See ``last_report`` for tokens, truncated texts and windows.
         """
         if kind == "query" and self.query_table is not None:
-            texts = check_texts(texts)
             self._check_run_mode(mode)
-            rows = self._table_rows(texts)
-        else:
-            units, rows = self._run(texts, kind, long_docs, mode, batch_size, show_progress, options)
-            rows = self._drop_special(units.merge(rows))
+            rows = self._table_rows(check_texts(texts))
+            if max_active_dims is not None or threshold > 0:
+                rows = [select(i, v, max_active_dims, threshold) for i, v in rows]
+            return SparseVectors.from_sorted_rows(rows, self.vocab_size, self.vocab)
+        units, rows = self._run(texts, kind, long_docs, mode, batch_size, show_progress, options)
+        rows = self._drop_special(units.merge(rows))
         merged = [select(i, v, max_active_dims, threshold) for i, v in rows]
         return SparseVectors.from_rows(merged, self.vocab_size, self.vocab)
 

@@ -79,20 +79,24 @@ class QueryTable:
 
     def token_rows(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids of each text (the table's own tokenizer and rule) and which texts were truncated."""
+        tok = self.tokenizer
         with self._lock:  # the Rust tokenizer is shared with other threads (a server's)
-            encs = self.tokenizer.encode_batch(texts, add_special_tokens=self.add_special_tokens)  # type: ignore[attr-defined]
+            if len(texts) == 1:  # a lone query: no batch (rayon) set-up
+                encs = [tok.encode(texts[0], add_special_tokens=self.add_special_tokens)]  # type: ignore[attr-defined]
+            else:
+                encs = tok.encode_batch(texts, add_special_tokens=self.add_special_tokens)  # type: ignore[attr-defined]
         return [e.ids for e in encs], [bool(e.overflowing) for e in encs]
 
     def rows(self, ids_per_text: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(term ids, weights) of each tokenised text: each distinct token once, weight from the table."""
         out = []
         w = self.weights
+        n = len(w)
         for ids in ids_per_text:
-            terms = np.unique(np.asarray(ids, dtype=np.int64))
-            terms = terms[(terms >= 0) & (terms < len(w))]
+            terms = np.array(sorted({i for i in ids if 0 <= i < n}), dtype=np.int32)
             vals = w[terms]
             keep = vals > 0
-            out.append((terms[keep].astype(np.int32), vals[keep]))
+            out.append((terms[keep], vals[keep]) if not keep.all() else (terms, vals))
         return out
 
     # ------------------------------------------------------------------ saving
