@@ -303,6 +303,14 @@ def test_clear_errors_and_building_a_view_for_an_old_index(tmp_path, light_encod
     old.close()
     with Index.open(tmp_path / "old") as again:  # recorded in the manifest
         assert again.has_bm25 and again.search_bm25("cat", k=3)
+    # an index of vectors alone has nothing to build a view from: refused, nothing changed
+    bare = Index.create(tmp_path / "bare", light_encoder, bm25=False)
+    bare.add_vectors(ids, vecs)
+    bare.commit()
+    with pytest.raises(InputError, match="no document is stored with its text"):
+        bare.enable_bm25()
+    assert not bare.has_bm25
+    bare.close()
 
 
 def test_qdrant_backend_refuses_hybrid_clearly(tmp_path, light_encoder, docs):
@@ -403,3 +411,17 @@ def test_eval_hybrid_is_the_index_search(tmp_path, encoder):
             assert res.runs["hybrid"][q] == [(h.id, h.score) for h in idx.search(t, k=20, hybrid="convex")]
     with pytest.raises(InputError, match="needs the index retriever"):
         evaluate(data, encoder=encoder, retriever="exact", hybrid="rrf")
+    # reusing the index with another query side of the same document model (an IDF table): the hybrid run
+    # searches with that model's queries, as `Index.open(path, encoder=that_model)` does
+    from spladekit import SpladeEncoder
+    from spladekit.encode.idf import build_idf_table
+    from spladekit.encode.st_folder import save_inference_free
+
+    table, _ = build_idf_table(encoder, texts=texts)
+    idf_model = SpladeEncoder.load(save_inference_free(encoder, table, tmp_path / "idf-model"))
+    res2 = evaluate(data, encoder=idf_model, index_dir=tmp_path / "ix", k=20, hybrid="rrf")
+    with Index.open(tmp_path / "ix", encoder=idf_model) as idx:
+        assert idx.query_encoder.query_table is not None
+        for q, t in queries.items():
+            assert res2.runs["hybrid"][q] == [(h.id, h.score) for h in idx.search(t, k=20, hybrid="rrf")]
+            assert res2.runs["splade"][q][0][0] == idx.search(t, k=1)[0].id

@@ -284,8 +284,12 @@ def _open_or_create_index(
                     f"{path}: index encodes long documents by {idx.long_docs.strategy!r} "
                     f"({idx.long_docs.record()}), not {long_docs.record()}; use another --index folder"
                 )
-            if bm25 and not idx.has_bm25:
-                raise InputError(f"{path}: index keeps no BM25 view for --hybrid; use another --index folder")
+            if bm25 and (not idx.has_bm25 or idx.info()["bm25"]["documents"] < len(idx)):
+                raise InputError(
+                    f"{path}: index keeps no BM25 view of every document for --hybrid (documents stored "
+                    "without text have none); use another --index folder"
+                )
+            idx.bind_encoder(encoder)  # searches (hybrid included) run this model's query side
             missing = next((d for d in doc_ids if d not in idx), None)
             if len(idx) != len(doc_ids) or missing is not None:
                 raise InputError(

@@ -23,9 +23,8 @@ class QueryInput:
         """The encoder for text queries: the document encoder when it is loaded already, else the light numpy
         encoder of the same model (no torch or transformers, so a cold search starts in about a second; equal to
         the torch encoder within 1e-4), else the full encoder when the light one cannot run the model. An
-        inference-free model's queries are table lookups: the light encoder does them without torch."""
-        table = (self.model.get("query_side") or {}).get("kind") == "table"  # type: ignore[attr-defined]
-        if self._encoder is not None and not table:
+        inference-free model's queries are table lookups in either (no torch runs for them)."""
+        if self._encoder is not None:
             return self._encoder
         if self._query_encoder is None:
             with self._query_encoder_lock:

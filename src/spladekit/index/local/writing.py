@@ -338,6 +338,11 @@ class LocalWriting:
             self._acquire_lock()
             if self._manifest.get("bm25"):  # another writer enabled it meanwhile
                 return
+            if len(self) and not any(t for b in self.iter_documents() for t in (b.texts or ()) if t):
+                raise InputError(
+                    f"{self.path}: no document is stored with its text, so a BM25 view would be empty; "
+                    "add the documents with their texts (spladekit index stores them)"
+                )
             self._merge(list(range(len(self._segments))), {"bm25": bm25_settings()})
 
     def _merge(self, which: list[int], changes: dict | None = None) -> None:
