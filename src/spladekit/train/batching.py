@@ -38,11 +38,16 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 
 class _Batcher:
-    """Tokenises texts the way the encoder does (prompt, lower-casing) with a training max length."""
+    """Tokenises texts the way the encoder does (prompt, lower-casing) with a training max length.
 
-    def __init__(self, enc: SpladeEncoder, device: torch.device) -> None:
+    ``query_table`` (a ``query_table.TrainableQueryTable``), when set, is the run's query side: every caller of
+    ``encode_rows`` (the step, the teacher-scale fit) then scores table queries without being told.
+    """
+
+    def __init__(self, enc: SpladeEncoder, device: torch.device, query_table=None) -> None:
         self.enc = enc
         self.device = device
+        self.query_table = query_table
 
     def __call__(self, texts: list[str], kind: str, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         prompt = self.enc.spec.prompts.get(kind, "")
@@ -109,10 +114,21 @@ def encode_rows(
     screen: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries (B, V) and documents (B·(1 + n_neg), V) of ``rows``, positive first within each row, truncated at
-    the config's max lengths; documents run ``cfg.doc_micro_batch`` at a time."""
-    q = encode_for_training(
-        enc, batcher, [r.query for r in rows], "query", cfg.max_query_length, query_micro_batch, amp, screen
-    )
+    the config's max lengths; documents run ``cfg.doc_micro_batch`` at a time. With the batcher's
+    ``query_table`` the queries are table lookups (differentiable in the table), not masked-LM vectors."""
+    if batcher.query_table is not None:
+        q = batcher.query_table(enc, [r.query for r in rows])
+    else:
+        q = encode_for_training(
+            enc,
+            batcher,
+            [r.query for r in rows],
+            "query",
+            cfg.max_query_length,
+            query_micro_batch,
+            amp,
+            screen,
+        )
     d = encode_for_training(
         enc, batcher, row_texts(rows, n_neg), "document", cfg.max_doc_length, cfg.doc_micro_batch, amp, screen
     )

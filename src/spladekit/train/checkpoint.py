@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from ..encode.st_folder import save_inference_free
+from ..encode.static_query import QueryTable
 from ..errors import InputError
 from .batching import eval_mode
 
@@ -46,9 +51,12 @@ def partial_path(path: Path) -> Path:
     return tmp
 
 
-def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None) -> Path:
+def save_sparse_encoder(
+    encoder, path: str | Path, *, extra: dict | None = None, query_table: QueryTable | None = None
+) -> Path:
     """Write ``encoder`` (a SpladeEncoder) as a SparseEncoder folder: HF masked-LM + tokenizer at the root,
     ``modules.json`` (Transformer at "", SpladePooling at ``1_SpladePooling``) and the ST config files.
+    With ``query_table`` (inference-free) it is a Router folder instead, in ``encode.st_folder``'s layout.
 
     The folder is written next to ``path`` and renamed into place, so a crash never leaves a half checkpoint.
     ``extra`` (e.g. training metrics) goes to ``spladekit_train.json`` (``TRAIN_INFO_FILE``).
@@ -56,6 +64,8 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{path} exists and is not a folder")
+    if query_table is not None:
+        return _save_router(encoder, path, query_table, extra)
     tmp = partial_path(path)
     tmp.mkdir(parents=True)
     with eval_mode(encoder.mlm) as model:
@@ -96,6 +106,26 @@ def save_sparse_encoder(encoder, path: str | Path, *, extra: dict | None = None)
             "embedding_dimension": None,
         },
     )
+    if extra is not None:
+        write_json(tmp / TRAIN_INFO_FILE, extra)
+    return move_into_place(tmp, path)
+
+
+def _save_router(encoder, path: Path, table: QueryTable, extra: dict | None) -> Path:
+    """The in-memory masked-LM is written to a scratch folder first, since ``save_inference_free`` (the one
+    place the Router layout is written) copies the document model's files from ``spec.transformer_path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.mlm-") as scratch:
+        with eval_mode(encoder.mlm) as model:
+            model.save_pretrained(scratch, safe_serialization=True)
+        encoder.tokenizer.save_pretrained(scratch)
+        view = SimpleNamespace(
+            spec=dataclasses.replace(encoder.spec, transformer_path=Path(scratch)),
+            max_length=encoder.max_length,
+            vocab_size=encoder.vocab_size,
+        )
+        save_inference_free(view, table, tmp)
     if extra is not None:
         write_json(tmp / TRAIN_INFO_FILE, extra)
     return move_into_place(tmp, path)

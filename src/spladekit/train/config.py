@@ -10,6 +10,8 @@ from ..errors import InputError
 
 LOSSES = ("margin_mse", "infonce", "margin_mse+infonce")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# auto: the start model's own query table if it has one (an inference-free folder), else the masked-LM
+QUERY_SIDES = ("auto", "mlm", "idf", "table")
 
 
 @dataclass
@@ -35,6 +37,11 @@ class TrainConfig:
     document_regularizer_weight: float = 0.3
     regularizer_warmup_ratio: float = 1 / 3  # quadratic ramp over this share of the steps (ST's default)
     regularizer_schedule: str = "quadratic"
+    # query side: "mlm" (queries through the masked-LM), "idf" (an inference-free table started from BM25 idf over
+    # eval_data's corpus, else the rows' documents), "table" (the start model's own table); see train.query_table.
+    # With a table, FLOPS applies to documents only and query_regularizer_weight is ignored
+    query_side: str = "auto"
+    query_table_learning_rate: float | None = None  # the table's own learning rate (None = learning_rate)
     # optimisation
     epochs: int = 6
     batch_size: int = 48
@@ -103,6 +110,21 @@ class TrainConfig:
             raise InputError(
                 "config: holdout_queries needs eval_data (the BEIR folder whose qrels judge them)"
             )
+        if self.query_side not in QUERY_SIDES:
+            raise InputError(
+                f"config: unknown query_side {self.query_side!r}: choose one of {', '.join(QUERY_SIDES)}"
+            )
+        if self.query_table_learning_rate is not None:
+            if self.query_side == "mlm":
+                raise InputError(
+                    "config: query_table_learning_rate needs a table query side (query_side = 'idf' "
+                    "or 'table'); with 'mlm' queries go through the masked-LM"
+                )
+            if isinstance(self.query_table_learning_rate, bool) or not (
+                isinstance(self.query_table_learning_rate, (int, float))
+                and self.query_table_learning_rate > 0
+            ):
+                raise InputError("config: query_table_learning_rate must be a positive number")
         if self.num_negatives is not None and self.num_negatives < 1:
             raise InputError("config: num_negatives must be at least 1")
         return self

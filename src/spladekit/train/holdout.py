@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..encode import SpladeEncoder
+from ..encode.static_query import QueryTable
 from ..errors import InputError
 from .batching import eval_mode
 from .config import TrainConfig
@@ -71,7 +72,11 @@ def with_max_length(enc: SpladeEncoder, max_length: int | None) -> SpladeEncoder
 
 
 def evaluate_checkpoint(
-    enc: SpladeEncoder, cfg: TrainConfig, _cache: dict | None = None, query_ids: list[str] | None = None
+    enc: SpladeEncoder,
+    cfg: TrainConfig,
+    _cache: dict | None = None,
+    query_ids: list[str] | None = None,
+    query_table: QueryTable | None = None,
 ) -> dict:
     """nDCG@10 etc. and active dims on ``cfg.eval_data`` (exact brute-force retrieval).
 
@@ -79,10 +84,13 @@ def evaluate_checkpoint(
     (seeded): a cheaper, optimistic but epoch-to-epoch comparable curve; the final figure should come from
     ``spladekit eval`` on the full corpus. ``query_ids`` (held-out training queries) replaces the split's
     queries; they are then judged by ``cfg.holdout_split``'s qrels. Documents are truncated at
-    ``cfg.eval_max_doc_length`` when set (queries at the model's max length); ``enc`` itself is left as it was.
+    ``cfg.eval_max_doc_length`` when set (queries at the model's max length); ``enc`` itself is left as it was,
+    except that ``query_table`` (a table run's current table) becomes its query side, as the saved model's is.
     """
     from ..eval import compute_metrics, exact_search
 
+    if query_table is not None:
+        enc.set_query_table(query_table)
     cache = _cache if _cache is not None else {}
     if "col" not in cache:
         cache.update(_eval_set(cfg, query_ids))

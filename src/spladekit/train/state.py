@@ -66,10 +66,13 @@ class RunState:
         return time.perf_counter() - self.t_start - self.eval_seconds
 
     def checkpoint(self, name: str, epoch_done: int, metrics: dict | None) -> Path:
-        """A resumable SparseEncoder folder ``out_dir/name``: weights, run info and ``trainer_state.pt``."""
+        """A resumable SparseEncoder folder ``out_dir/name``: weights, run info and ``trainer_state.pt`` (a Router
+        folder with the query table when the run trains one; the optimiser state holds the table's moments)."""
+        table = self.batcher.query_table
         path = save_sparse_encoder(
             self.enc,
             self.out_dir / name,
+            query_table=table.to_query_table() if table is not None else None,
             extra={
                 "config": asdict(self.cfg),
                 "step": self.step,

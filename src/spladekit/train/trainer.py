@@ -36,6 +36,7 @@ from .config import TrainConfig
 from .holdout import evaluate_checkpoint, split_holdout
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_history
+from .query_table import TrainableQueryTable, start_table
 from .rows import TrainRow, prepare_rows
 from .state import RunState
 from .teacher_scale import SCALE_ROWS, fit_teacher_scale, resolve_teacher_scale
@@ -85,8 +86,16 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
     state = load_state(cfg.resume_from) if cfg.resume_from else None
     enc = SpladeEncoder.load(cfg.resume_from or cfg.model, mode="fp32")
     enc.mlm.to(device)
+    table = start_table(cfg, enc, rows, state is not None, log)
+    query_table = TrainableQueryTable(table, cfg.max_query_length).to(device) if table is not None else None
+    if query_table is not None:
+        log(
+            f"query side: static table ({table.source}), learning rate "
+            f"{cfg.query_table_learning_rate or cfg.learning_rate:g}; FLOPS on documents only "
+            f"(query_regularizer_weight {cfg.query_regularizer_weight:g} is ignored)"
+        )
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-    optimizer = build_optimizer(cfg, enc.mlm)
+    optimizer = build_optimizer(cfg, enc.mlm, query_table)
     run = RunState(
         cfg=cfg,
         log=log,
@@ -96,7 +105,7 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
         n_neg=n_neg,
         holdout=holdout,
         enc=enc,
-        batcher=_Batcher(enc, device),
+        batcher=_Batcher(enc, device, query_table),
         device=device,
         amp=autocast_dtype(cfg, device),
         screen=device.type == "cpu" and cpu_supports_bf16(),
@@ -125,11 +134,17 @@ def _train_step(run: RunState, batch: list[TrainRow]) -> tuple[dict, list[str]]:
     if cfg.loss in ("infonce", "margin_mse+infonce"):
         w = cfg.infonce_weight if cfg.loss != "infonce" else 1.0
         parts["infonce"] = w * losses.info_nce(q, d3, cfg.infonce_scale)
+    table = run.batcher.query_table
     wq, wd = (
         losses.regularizer_weight(run.step, weight, run.reg_warmup, cfg.regularizer_schedule)
-        for weight in (cfg.query_regularizer_weight, cfg.document_regularizer_weight)
+        for weight in (
+            0.0 if table is not None else cfg.query_regularizer_weight,
+            cfg.document_regularizer_weight,
+        )
     )
-    fq, fd = losses.flops(q), losses.flops(d)
+    # a table query costs a lookup whatever its weights: FLOPS regularises documents only
+    fq = losses.flops(q) if table is None else torch.zeros((), device=q.device)
+    fd = losses.flops(d)
     loss = sum(parts.values()) + wq * fq + wd * fd
     if not torch.isfinite(loss):
         raise InputError(f"step {run.step}: loss is {loss.item()} (lower learning_rate or teacher_scale)")
@@ -152,6 +167,7 @@ def _train_step(run: RunState, batch: list[TrainRow]) -> tuple[dict, list[str]]:
         q_dims=float((q.detach() > 0).sum(1).float().mean()),
         d_dims=float((d.detach() > 0).sum(1).float().mean()),
         lr=run.scheduler.get_last_lr()[0],
+        **({"lr_table": run.scheduler.get_last_lr()[-1]} if table is not None else {}),
         seconds=round(time.perf_counter() - run.t_start, 1),
         train_seconds=round(run.train_seconds(), 1),
     )
@@ -193,7 +209,9 @@ def _run_epoch(run: RunState, epoch: int) -> bool:
 def _evaluate(run: RunState, epoch: float) -> dict:
     """``evaluate_checkpoint`` on the current model, timed (the time is not charged to max_minutes) and logged."""
     t0 = time.perf_counter()
-    m = evaluate_checkpoint(run.enc, run.cfg, run.eval_cache, run.holdout)
+    table = run.batcher.query_table
+    qt = table.to_query_table() if table is not None else None
+    m = evaluate_checkpoint(run.enc, run.cfg, run.eval_cache, run.holdout, query_table=qt)
     took = time.perf_counter() - t0
     run.eval_seconds += took
     m.update(epoch=epoch, step=run.step, eval_seconds=round(took, 1))
