@@ -108,3 +108,40 @@ def test_ray_bad_input_is_one_line(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(InputError, match="no records"):
         encode_with_ray(tmp_path / "empty.jsonl", tmp_path / "o2", verbose=False)
+
+
+@pytest.mark.slow
+def test_ray_with_an_inference_free_model(tmp_path, encoder):
+    """Ray encodes an inference-free folder's documents (its masked-LM, as for any model); the shards load into an
+    index that records the table query side, and a text search there is a table lookup."""
+    from spladekit import SpladeEncoder
+    from spladekit.encode.idf import build_idf_table
+    from spladekit.encode.st_folder import save_inference_free
+    from spladekit.index import Index
+    from spladekit.scale.load import index_shards
+
+    recs = rows(8)
+    write_jsonl(tmp_path / "corpus.jsonl", recs)
+    full = [(r["title"] + " " + r["text"]).strip() for r in recs]
+    table, _ = build_idf_table(encoder, texts=full)
+    folder = save_inference_free(encoder, table, tmp_path / "idf-model")
+    manifest = encode_with_ray(
+        tmp_path / "corpus.jsonl",
+        tmp_path / "shards",
+        model=str(folder),
+        shard_size=4,
+        num_workers=1,
+        verbose=False,
+    )
+    assert manifest["complete"] and manifest["model"]["query_side"]["kind"] == "table"
+    got = SparseVectors.concat([v for _, v in read_shards(tmp_path / "shards")])
+    np.testing.assert_allclose(got.to_dense(), encoder.encode_documents(full).to_dense(), rtol=0, atol=1e-5)
+    with Index.create(tmp_path / "idx", str(folder)) as idx:
+        index_shards(idx, tmp_path / "shards")
+        idx.commit()
+        model = SpladeEncoder.load(folder)
+        q = full[3].split()[0] + " " + full[3].split()[-1]
+        assert idx.model["query_side"]["kind"] == "table"
+        assert [h.id for h in idx.search(q, k=3)] == [
+            h.id for h in idx.search(model.encode_queries([q]), k=3)
+        ]

@@ -149,6 +149,7 @@ def _first_duplicate(ids: list[str]) -> str | None:
 # ----------------------------------------------------------------------------- the driver
 def _model_info(model: str | None, mode: str) -> dict:
     from ..encode.loading import BUNDLED_NAME, read_spec, resolve_model, weights_sha256
+    from ..encode.static_query import load_query_table
 
     root = resolve_model(model)
     name = BUNDLED_NAME if model is None or str(model) == BUNDLED_NAME else str(model)
@@ -161,6 +162,9 @@ def _model_info(model: str | None, mode: str) -> dict:
         "max_length": spec.max_length,
         "mode": mode,
         "vocab_size": dim,
+        "query_side": load_query_table(spec.query_side, dim, spec.max_length).record()
+        if spec.query_side is not None
+        else {"kind": "mlm"},
     }
 
 
