@@ -7,10 +7,14 @@ commits through the cross-process write lock, so the server has to see and wait 
 A write counts as acknowledged when the server answered 200 or ``commit()`` returned. Afterwards, with the
 server stopped, the index is opened afresh: every acknowledged id must be there with its text, findable by a
 search for that text, and ``check(deep=True)`` must pass.
+
+Also the server processes of ``bench/serve.py``: ``start_server`` (this tree's or an earlier commit's server,
+``baseline_src``) and ``wait_for_workers``.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -23,6 +27,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -30,12 +36,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index: Path, port: int, threads: int | None) -> subprocess.Popen:
-    """``spladekit serve`` in a subprocess; its stderr goes to a file (a pipe nobody reads could fill and stall it)."""
+def start_server(
+    index: Path, port: int, threads: int | None, workers: int | None = None, src: list[Path] | None = None
+) -> subprocess.Popen:
+    """``spladekit serve`` in a subprocess; its stderr goes to a file (a pipe nobody reads could fill and stall it).
+
+    ``workers``: its ``--workers`` (None: its default); ``src``: folders put first on its PYTHONPATH, e.g. the
+    ``src/`` of an earlier commit, so that its spladekit runs instead of the installed one (a same-run baseline).
+    """
     cmd = [sys.executable, "-c", "from spladekit.cli import main; main()", "serve", "-i", str(index)]
     cmd += ["--port", str(port)] + (["--threads", str(threads)] if threads else [])
+    cmd += ["--workers", str(workers)] if workers else []
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, src), *filter(None, [env.get("PYTHONPATH")])])
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)
     proc.log = log
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -50,6 +66,41 @@ def start_server(index: Path, port: int, threads: int | None) -> subprocess.Pope
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not answer /health within 120 s")
+
+
+def baseline_src(ref: str, cache: Path) -> list[Path]:
+    """PYTHONPATH for the server of commit ``ref``: its ``src/``, exported once into the cache (no worktree,
+    nothing written in .git), and, when that commit did not depend on them, a folder that hides the optional
+    speed-ups uvicorn would otherwise pick up from this environment (httptools, uvloop): the baseline runs as
+    an install of that commit would."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], capture_output=True, text=True, check=True, cwd=HERE
+    ).stdout.strip()
+    out = (cache / f"serve-base-{sha}").resolve()
+    if not (out / "src" / "spladekit" / "__init__.py").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha, "src"], capture_output=True, check=True, cwd=HERE)
+        subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    deps = subprocess.run(
+        ["git", "show", f"{sha}:pyproject.toml"], capture_output=True, text=True, check=True, cwd=HERE
+    ).stdout
+    hide = out / "hidden"
+    hide.mkdir(exist_ok=True)
+    for name in ("httptools", "uvloop"):
+        if f'"{name}' not in deps:
+            (hide / f"{name}.py").write_text(f"raise ImportError('{name}: not a dependency at {sha}')\n")
+    return [out / "src", hide]
+
+
+def wait_for_workers(port: int, n: int, timeout: float = 180) -> int:
+    """Ask /stats on fresh connections until ``n`` different worker pids answered (or ``timeout``)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < n and time.monotonic() < deadline:
+        r = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=30)
+        seen.add(r.json().get("pid", 0))
+        time.sleep(0.02)
+    return len(seen)
 
 
 def server_log(proc: subprocess.Popen) -> str:

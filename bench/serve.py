@@ -2,11 +2,19 @@
 
 Builds (once; cached in bench/.cache/) an index of the scifact corpus with the bundled model, starts
 ``spladekit serve`` on 127.0.0.1 in a subprocess, and runs bounded loads (at most --requests requests and
---seconds seconds per level) of real scifact test queries from 1, 4 and 16 concurrent keep-alive clients. The
+--seconds seconds per level and server) of real scifact test queries from 1, 4 and 16 concurrent keep-alive clients. The
 reference, run in the same process on the same index and queries, is the in-process ``Index.search`` call
 without HTTP, so the ratio shows what the HTTP layer costs. Only loopback traffic.
 
-    python bench/serve.py [--clients 1,4,16] [--requests 400] [--seconds 20] [--mode text|vector|both]
+    python bench/serve.py [--clients 1,4,16] [--seconds 12] [--rounds 4] [--mode text|vector|both]
+                          [--baseline aad7211] [--workers N] [--also-workers 1] [--client raw|httpx]
+
+``--baseline REF`` also serves the same index with the server of an earlier commit (its ``src/`` exported with
+``git archive`` into bench/.cache/, run with PYTHONPATH pointing there) and runs every level against both, one
+right after the other, so the table shows baseline and new from the same run on the same machine load; ``--also-workers 1`` adds the
+new server with another worker count (what the per-request work gains apart from the extra processes).
+The clients are asyncio keep-alive connections in this process (``_http_load``: a few tens of microseconds of
+CPU per request, reported per level); ``--client httpx`` uses a thread per client with httpx instead.
 
 ``--load 60`` instead holds a load: 16 clients search for 60 s while two HTTP writers and a writer in another
 process add documents; then every acknowledged write is looked for in the reopened index (bench/_serve_load.py).
@@ -22,9 +30,18 @@ import threading
 import time
 from pathlib import Path
 
+import _http_load
 import httpx
 import numpy as np
-from _serve_load import free_port, run_load, server_log, start_server, verify
+from _serve_load import (
+    baseline_src,
+    free_port,
+    run_load,
+    server_log,
+    start_server,
+    verify,
+    wait_for_workers,
+)
 
 ROOT = Path(__file__).resolve().parent
 DATA = Path("../shared/data")
@@ -62,8 +79,11 @@ def build_index(corpus: Path, path: Path):
     return idx
 
 
-def run_level(base: str, bodies: list[dict], clients: int, max_requests: int, max_seconds: float) -> dict:
-    """``clients`` threads, each with its own keep-alive connection, share a budget of requests and time."""
+def run_level_httpx(
+    base: str, bodies: list[dict], clients: int, max_requests: int, max_seconds: float
+) -> dict:
+    """``clients`` threads, each with its own keep-alive httpx connection, share a budget of requests and time
+    (the load generator of earlier runs; ``--client httpx``)."""
     lock = threading.Lock()
     state = {"next": 0}
     latencies: list[float] = []
@@ -92,13 +112,13 @@ def run_level(base: str, bodies: list[dict], clients: int, max_requests: int, ma
                     else:
                         errors.append(f"{r.status_code} {r.text[:200]}")
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     lat = np.asarray(latencies) * 1000
     return {
         "clients": clients,
@@ -109,6 +129,8 @@ def run_level(base: str, bodies: list[dict], clients: int, max_requests: int, ma
         "rps": len(latencies) / wall if wall else 0.0,
         "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+        "client_cpu_us": 1e6 * cpu / max(1, len(latencies) + len(errors)),
+        "latencies_ms": lat.tolist(),
     }
 
 
@@ -147,10 +169,10 @@ def load_held(args, idx, bodies: list[dict], corpus: Path) -> None:
         path = Path(tmp) / "index"
         snapshot(src, path, link=False)  # the cached index stays as it is
         port = free_port()
-        proc = start_server(path, port, args.threads)
+        proc = start_server(path, port, args.threads, workers=args.workers)
         base = f"http://127.0.0.1:{port}"
         try:
-            run_level(base, bodies, 2, 20, 10)  # warm-up
+            run_level_httpx(base, bodies, 2, 20, 10)  # warm-up
             alone = run_load(
                 base, bodies, write_texts, clients=args.load_clients, http_writers=0, seconds=args.load / 2
             )
@@ -201,16 +223,131 @@ def load_held(args, idx, bodies: list[dict], corpus: Path) -> None:
         args.json.write_text(json.dumps({"alone": a, "held": h, "verify": check}, indent=1))
 
 
+def measure(args, idx, bodies: dict, ref_queries: dict, modes: list[str]) -> list[dict]:
+    """Every level against the baseline server (when asked) and the new one(s), in ``--rounds`` rounds of
+    short slices taking turns, so that a change in the machine's load falls on all of them alike."""
+    index_path = args.cache / f"{args.data.name}-index"
+    servers: dict[str, tuple] = {}
+    try:
+        if args.baseline:
+            port = free_port()
+            src = baseline_src(args.baseline, args.cache)
+            servers["baseline"] = (start_server(index_path, port, args.threads, src=src), port)
+        port = free_port()
+        servers["new"] = (start_server(index_path, port, args.threads, workers=args.workers), port)
+        from spladekit.serve.workers import default_workers
+
+        workers = args.workers or default_workers(index_path)
+        if workers > 1:
+            ready = wait_for_workers(port, workers)
+            print(f"new server: {ready} of {workers} workers answering", file=sys.stderr)
+        if args.also_workers:  # the new server with another worker count: what the processes add
+            port, w = free_port(), args.also_workers
+            servers[f"new w{w}"] = (start_server(index_path, port, args.threads, workers=w), port)
+            if w > 1:
+                wait_for_workers(port, w)
+        names = list(servers)
+        results = []
+        for mode in modes:
+            requests = _http_load.prepare("/search", bodies[mode])
+            for _, port in servers.values():  # warm-up: numba compile, page cache, every worker
+                level(args, port, bodies[mode], requests, 8, 200, 10)
+            for c in [int(x) for x in args.clients.split(",")]:
+                # The reference runs right before each level: this machine is shared, so load drifts.
+                ref = in_process(idx, ref_queries[mode], args.k, args.requests, args.seconds / 2)
+                parts: dict[str, list[dict]] = {n: [] for n in names}
+                n_req, secs = args.requests // args.rounds, args.seconds / args.rounds
+                for r in range(args.rounds):
+                    for name in names[r % len(names) :] + names[: r % len(names)]:  # who goes first rotates
+                        port = servers[name][1]
+                        parts[name].append(level(args, port, bodies[mode], requests, c, n_req, secs))
+                results.append(
+                    {"mode": mode, "clients": c, "reference": ref} | {n: merge(parts[n]) for n in names}
+                )
+                print(f"  {mode} {c} clients done", file=sys.stderr)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    return results
+
+
+def merge(parts: list[dict]) -> dict:
+    """One level's figures from its slices: requests/s over their time together, percentiles over all latencies."""
+    lat = np.concatenate([np.asarray(p["latencies_ms"]) for p in parts])
+    n, errors, wall = (sum(p[k] for p in parts) for k in ("requests", "errors", "seconds"))
+    cpu = sum(p["client_cpu_us"] * (p["requests"] + p["errors"]) for p in parts)
+    return {
+        "clients": parts[0]["clients"],
+        "requests": n,
+        "errors": errors,
+        "first_error": next((p["first_error"] for p in parts if p["first_error"]), None),
+        "seconds": wall,
+        "rps": n / wall if wall else 0.0,
+        "p50_ms": float(np.percentile(lat, 50)) if n else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if n else float("nan"),
+        "client_cpu_us": cpu / max(1, n + errors),
+    }
+
+
+def level(args, port: int, bodies: list[dict], requests: list[bytes], clients: int, n: int, secs: float):
+    if args.client == "httpx":
+        return run_level_httpx(f"http://127.0.0.1:{port}", bodies, clients, n, secs)
+    return _http_load.run_level("127.0.0.1", port, requests, clients, n, secs, expect=b'{"hits":')
+
+
+def report(args, results: list[dict], n_docs: int, n_queries: int, load_start, load_end) -> None:
+    names = [n for n in results[0] if n not in ("mode", "clients", "reference")]
+    print(
+        f"\nspladekit serve on 127.0.0.1: {args.data.name} ({n_docs} docs, {n_queries} test queries), k={args.k}, "
+        f"{os.cpu_count()} CPUs shared by clients and servers; per level and server <= {args.requests} requests / "
+        f"{args.seconds:.0f} s in {args.rounds} turns; torch threads {args.threads}; new server --workers "
+        f"{args.workers or 'default'}; baseline {args.baseline or '-'}; client {args.client}; "
+        f"load average at start {load_start[0]:.1f}, at end {load_end[0]:.1f}"
+    )
+    head = f"{'query':7} {'clients':>7}"
+    for n in names:
+        head += f" | {n + ' req/s':>14} {'p50 ms':>7} {'p99 ms':>7} {'cli us':>6}"
+    head += " | new/base | in-process req/s | new/in-process"
+    print(head)
+    for r in results:
+        line = f"{r['mode']:7} {r['clients']:>7}"
+        for n in names:
+            x = r[n]
+            line += f" | {x['rps']:>14.1f} {x['p50_ms']:>7.2f} {x['p99_ms']:>7.2f} {x['client_cpu_us']:>6.0f}"
+        ratio = f"x{r['new']['rps'] / r['baseline']['rps']:.2f}" if "baseline" in r else "-"
+        ref = r["reference"]["rps"]
+        line += f" | {ratio:>8} | {ref:>16.1f} | x{r['new']['rps'] / ref:.2f}"
+        print(line)
+    print(
+        "cli us = the load generator's CPU per request; in-process = the same searches as direct Index.search "
+        "calls (one thread, no HTTP), run just before each level; text = query encoded by the server, "
+        "vector = pre-encoded {indices, values}"
+    )
+    errors = [r[n]["first_error"] for r in results for n in names if r[n]["errors"]]
+    if errors:
+        print("errors:", errors)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "scifact")
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache")
     ap.add_argument("--clients", default="1,4,16")
-    ap.add_argument("--requests", type=int, default=400, help="most requests per level")
-    ap.add_argument("--seconds", type=float, default=20.0, help="most seconds per level")
+    ap.add_argument("--requests", type=int, default=100_000, help="most requests per level and server")
+    ap.add_argument("--seconds", type=float, default=12.0, help="most seconds per level and server")
+    ap.add_argument("--rounds", type=int, default=4, help="slices per level, the servers taking turns")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--mode", choices=["text", "vector", "both"], default="both")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server and the reference")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="--workers of the new server (default: its own)"
+    )
+    ap.add_argument("--baseline", default=None, help="also run the server of this commit (e.g. aad7211)")
+    ap.add_argument(
+        "--also-workers", type=int, default=None, help="also run the new server with this --workers"
+    )
+    ap.add_argument("--client", choices=["raw", "httpx"], default="raw", help="load generator")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument(
         "--load", type=float, default=0, help="instead: hold a load this many seconds with writers"
@@ -249,49 +386,12 @@ def main() -> None:
         return
     for mode in modes:  # warm the in-process path (numba compile, page cache)
         in_process(idx, ref_queries[mode], args.k, 20, 5)
-
     load_start = os.getloadavg()
-    port = free_port()
-    proc = start_server(args.cache / f"{args.data.name}-index", port, args.threads)
-    base = f"http://127.0.0.1:{port}"
-    results = []
     try:
-        for mode in modes:
-            run_level(base, bodies[mode], 2, 20, 10)  # warm-up: numba compile, connections
-            for c in [int(x) for x in args.clients.split(",")]:
-                # The reference runs right before each level: this machine is shared, so load drifts.
-                ref = in_process(idx, ref_queries[mode], args.k, args.requests, args.seconds / 2)
-                r = run_level(base, bodies[mode], c, args.requests, args.seconds)
-                r.update(mode=mode, reference=ref)
-                results.append(r)
+        results = measure(args, idx, bodies, ref_queries, modes)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         idx.close()
-
-    load = os.getloadavg()
-    print(
-        f"\nspladekit serve on 127.0.0.1: {args.data.name} ({n_docs} docs, {len(texts)} test queries), k={args.k}, "
-        f"{os.cpu_count()} CPUs shared by clients and server; per level <= {args.requests} requests / "
-        f"{args.seconds:.0f} s; torch threads {args.threads}; load average at start {load_start[0]:.1f}, at end {load[0]:.1f}"
-    )
-    print(
-        f"{'query':7} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-        f" | in-process: {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} | HTTP/in-process req/s"
-    )
-    for r in results:
-        rf = r["reference"]
-        print(
-            f"{r['mode']:7} {r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['rps']:>8.1f} "
-            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} |             {rf['rps']:>8.1f} {rf['p50_ms']:>7.2f} "
-            f"{rf['p99_ms']:>7.2f} | x{r['rps'] / rf['rps']:.2f}"
-        )
-    print(
-        "in-process = the same searches as direct Index.search calls (one thread, no HTTP), run just before each "
-        "level; text = query encoded by the server, vector = pre-encoded {indices, values}"
-    )
-    if any(r["errors"] for r in results):
-        print("errors:", [r["first_error"] for r in results if r["errors"]])
+    report(args, results, n_docs, len(texts), load_start, os.getloadavg())
     if args.json:
         args.json.write_text(json.dumps({"levels": results}, indent=1))
 

@@ -128,7 +128,9 @@ def test_fuzz_open_server(base_index, tmp_path, encoder, tally):
     app = create_app(idx, limits=Limits(max_k=50, max_batch=16, max_text_chars=2000))
     sent = _fuzz(app, tally, headers=None, n=60)
     idx.close()
-    assert sent >= 800
+    # ~660: GET /health and GET /stats take no parameters (without a key, reads declare no key header), so
+    # they add a request or two each; every other operation up to 60 valid and 60 invalid ones
+    assert sent >= 600
     assert not tally.bad, "\n".join(tally.bad[:20])
 
 

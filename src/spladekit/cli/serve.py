@@ -57,16 +57,24 @@ def serve_cmd(
         help="Seconds a write request waits while another writer (e.g. `spladekit index`) holds the index "
         "before answering 503.",
     ),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        help="Worker processes serving the index together (each opens it, memory-mapped, and loads its own "
+        "query model; writes from all of them take the index's write lock in turn). Default: one per core, at "
+        "most 8; 1 for a Qdrant index.",
+        show_default=False,
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve an index over HTTP (FastAPI + uvicorn): search, documents, encode, health, stats, /docs.
 
     The server holds the index's write lock only while a write request commits, so `spladekit index` can add
-    to a served index meanwhile; the server sees its commits on the next request.
+    to a served index meanwhile; every worker sees its commits on the next request.
     """
-    import uvicorn
-
-    from ..serve import Limits, create_app
+    from ..index import Index, is_index_folder
+    from ..serve import Limits
+    from ..serve.workers import ServeConfig, check_workers, default_workers, run
 
     if protect not in ("writes", "all"):
         raise InputError(f"--protect must be 'writes' or 'all', got {protect!r}")
@@ -76,25 +84,34 @@ def serve_cmd(
             fg=typer.colors.YELLOW,
             err=True,
         )
+    limits = Limits(
+        max_body_bytes=max_body_bytes, max_batch=max_batch, max_text_chars=max_text_chars, max_k=max_k
+    )
+    limits.check()
     sock = _bind(host, port)  # before loading anything: a busy port fails at once, in one line
-    from ..encode.threads import torch_threads
-
     try:
-        limits = Limits(
-            max_body_bytes=max_body_bytes, max_batch=max_batch, max_text_chars=max_text_chars, max_k=max_k
-        )
-        app = create_app(
-            index_dir, api_key=api_key, protect=protect, limits=limits, create=create, lock_wait=lock_wait
-        )
+        if not is_index_folder(index_dir):
+            if not create:
+                raise InputError(
+                    f"{index_dir}: no index here (build one with `spladekit index`, or pass --create)"
+                )
+            Index.create(index_dir).close()  # once, here: the workers only open it
+        if workers is None:
+            workers = default_workers(index_dir)
+        check_workers(index_dir, workers)
+        if workers > 1:
+            Index.open(index_dir).close()  # a damaged index fails here, in one line, not in each worker
     except BaseException:
         sock.close()
         raise
+    cfg = ServeConfig(
+        str(index_dir), api_key=api_key, protect=protect, limits=limits, lock_wait=lock_wait, threads=threads
+    )
     where = f"[{host}]" if ":" in host else host
     port = sock.getsockname()[1]  # the one picked when --port 0
-    typer.echo(f"serving {index_dir} on http://{where}:{port} (docs at /docs)", err=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1)
-    with torch_threads(threads or None):  # for the server's life: its encoder calls use this many threads
-        uvicorn.Server(config).run(sockets=[sock])
+    several = f", {workers} workers" if workers > 1 else ""
+    message = f"serving {index_dir} on http://{where}:{port} (docs at /docs{several})"
+    run(cfg, sock, workers, log_level, announce=lambda: typer.echo(message, err=True))
 
 
 def _bind(host: str, port: int) -> socket.socket:

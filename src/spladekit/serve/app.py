@@ -2,7 +2,8 @@
 
 The parts live in rooms of their own: request/response bodies in ``schemas``, limits in ``limits``, query
 encoding in ``batching``, the body-size and API-key guards in ``middleware``, the shared state and the write
-path in ``service``, the endpoints in ``routes``.
+path in ``service``, the endpoints in ``routes`` and ``search``, the hot path of ``/search`` in ``fastlane``,
+worker processes in ``workers``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError, SpladekitError, first_line
+from .fastlane import FastLane
 from .jsonsafe import SafeJSONResponse, safe_validation_errors
 from .limits import Limits
 from .middleware import ApiKeyGuard, BodyLimit
@@ -79,8 +81,9 @@ def create_app(
         default_response_class=SafeJSONResponse,
     )
     app.state.service = svc
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     guard = ApiKeyGuard(api_key, protect)
+    app.add_middleware(FastLane, svc=svc, guard=guard)  # inside the body limit: it reads bodies too
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     guard.install(app)
 
     @app.exception_handler(RequestValidationError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import Future
 
@@ -34,13 +35,21 @@ class QueryBatcher:
 
     def encode_many(self, texts: list[str]) -> list:
         """One 1-row SparseVectors per text, in order; queued together so they share encoder calls."""
+        return [f.result() for f in self.submit(texts)]
+
+    async def encode_many_async(self, texts: list[str]) -> list:
+        """``encode_many`` for a coroutine: the event loop serves other requests while the texts encode."""
+        return [await asyncio.wrap_future(f) for f in self.submit(texts)]
+
+    def submit(self, texts: list[str]) -> list[Future]:
+        """Queue ``texts`` together; one future per text."""
         futures = [Future() for _ in texts]
         with self._cond:
             if self._closed:
                 raise SpladekitError("the server is shutting down")
             self._queue.extend(zip(texts, futures))
             self._cond.notify()
-        return [f.result() for f in futures]
+        return futures
 
     def _run(self) -> None:
         while True:

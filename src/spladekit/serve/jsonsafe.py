@@ -1,5 +1,9 @@
 """JSON answers that always serialise: non-finite floats become strings, text is sent ASCII-escaped (a lone
-surrogate in an id or an echoed input cannot be encoded as UTF-8, and made the default response a 500)."""
+surrogate in an id or an echoed input cannot be encoded as UTF-8, and made the default response a 500).
+
+``dumps`` is the one serialiser: the C encoder straight away, and ``json_safe`` first only when the content has
+a non-finite float (or a key the encoder refuses), so the common answer costs one ``json.dumps``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+
+JSON = "application/json"
+_encode = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
 
 
 def json_safe(value: Any) -> Any:
@@ -20,6 +27,14 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def dumps(content: Any) -> bytes:
+    """``content`` as compact ASCII JSON, non-finite floats as their names."""
+    try:
+        return _encode(content).encode("ascii")
+    except (ValueError, TypeError):  # NaN/Infinity, or a key that is not a str/int/float/bool/None
+        return _encode(json_safe(content)).encode("ascii")
 
 
 def safe_validation_errors(errors) -> list[dict]:
@@ -41,6 +56,4 @@ class SafeJSONResponse(JSONResponse):
     """A JSONResponse that escapes non-ASCII text and never fails on NaN/Infinity or lone surrogates."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        ).encode("ascii")
+        return dumps(content)

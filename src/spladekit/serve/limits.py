@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from fastapi import HTTPException
+from pydantic import BaseModel
 
 from ..errors import InputError
 
@@ -54,6 +56,18 @@ def check_unicode(value, what: str) -> None:
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             check_unicode(v, f"{what}[{i}]")
+
+
+# What a lone surrogate looks like in a JSON body: a \uD800-\uDFFF escape, or its UTF-8-style bytes (json.loads
+# decodes bytes with surrogatepass). A valid pair matches too; then the walk decides.
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+
+
+def check_body_unicode(raw: bytes, body: BaseModel) -> None:
+    """``check_unicode`` of a body parsed from the JSON bytes ``raw``, walked only when those bytes could hold a
+    surrogate (a search of the bytes costs a microsecond, the walk tens)."""
+    if (b"\\u" in raw or b"\xed" in raw) and _SURROGATE_BYTES.search(raw):
+        check_unicode(body.model_dump(), "request")
 
 
 def check_batch(n: int, what: str, limits: Limits) -> None:

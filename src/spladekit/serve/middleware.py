@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import Literal
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import Depends, FastAPI, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from starlette.datastructures import Headers
 
 from .limits import refuse
 
@@ -78,15 +79,14 @@ class ApiKeyGuard:
             name=API_KEY_HEADER, auto_error=False, description="API key (when the server has one)"
         )
 
-        def guard_write(given: str | None = Security(header)) -> None:
+        # async: FastAPI runs a sync dependency on its thread pool, a hop that cost more than the check
+        async def guard(given: str | None = Security(header)) -> None:
             self.check(given)
 
-        def guard_read(given: str | None = Security(header)) -> None:
-            if protect == "all":
-                self.check(given)
-
-        self.reads = [Depends(guard_read)]
-        self.writes = [Depends(guard_write)]
+        # Reads need the key only with protect="all"; otherwise they carry no dependency at all (solving one
+        # costs every request), and their schema asks for no key that would not be checked.
+        self.reads = [Depends(guard)] if api_key is not None and protect == "all" else []
+        self.writes = [Depends(guard)]
 
     def matches(self, given: str | None) -> bool:
         if self.api_key is None:
@@ -106,10 +106,21 @@ class ApiKeyGuard:
         """Guard the docs pages and the OpenAPI schema too, when every endpoint needs the key."""
         if self.api_key is None or self.protect != "all":
             return
-        docs = (app.openapi_url, app.docs_url, app.redoc_url, "/docs/oauth2-redirect")
+        docs = {app.openapi_url, app.docs_url, app.redoc_url, "/docs/oauth2-redirect"}
+        app.add_middleware(DocsGuard, guard=self, paths=docs)
 
-        @app.middleware("http")
-        async def guard_docs(request: Request, call_next):
-            if request.url.path in docs and not self.matches(request.headers.get(API_KEY_HEADER)):
-                return JSONResponse({"detail": _KEY_MESSAGE}, status_code=401)
-            return await call_next(request)
+
+class DocsGuard:
+    """ASGI middleware: 401 for the docs pages and the schema without the key (other paths pass untouched)."""
+
+    def __init__(self, app, guard: ApiKeyGuard, paths: set) -> None:
+        self.app = app
+        self.guard = guard
+        self.paths = paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            given = Headers(scope=scope).get(API_KEY_HEADER)
+            if not self.guard.matches(given):
+                return await JSONResponse({"detail": _KEY_MESSAGE}, status_code=401)(scope, receive, send)
+        await self.app(scope, receive, send)

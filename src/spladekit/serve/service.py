@@ -3,8 +3,10 @@
 Sharing an index with other writers: the server holds the index's write lock only while a write request
 applies and commits (``Index.writing``), so ``spladekit index`` can add to a served index between requests.
 A write that finds another writer holding the lock waits up to ``lock_wait`` seconds, then answers 503 with
-that writer's pid. Reads pick up other writers' commits: each request first checks (one ``os.stat`` of the
-manifest, at most every ``REFRESH_INTERVAL`` seconds) whether the index changed, and refreshes if so.
+that writer's pid. Reads pick up other writers' commits: each read request first checks (one ``os.stat`` of the
+manifest, about a microsecond) whether the index changed, and refreshes if so. Looking on every request, not
+every so often, is what makes a write acknowledged by one worker process (or by ``spladekit index``) visible
+to the very next request that any worker answers.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from ..errors import SpladekitError
 from .batching import QueryBatcher
 from .limits import Limits
 
-REFRESH_INTERVAL = 0.05  # seconds between two looks at the manifest
 LOCK_WAIT = 10.0  # seconds a write request waits for another writer's lock
 
 log = logging.getLogger("spladekit.serve")
@@ -45,22 +46,16 @@ class Service:
         self.started = time.time()
         self.counts: dict[str, int] = {}
         self._count_lock = threading.Lock()
-        self._last_look = float("-inf")
 
     def count(self, name: str) -> None:
         with self._count_lock:
             self.counts[name] = self.counts.get(name, 0) + 1
 
     def maybe_refresh(self) -> None:
-        """See commits of other writers: refresh when the manifest changed (looked at most every 50 ms)."""
-        now = time.monotonic()
-        if now - self._last_look < REFRESH_INTERVAL:
-            return
-        self._last_look = now
+        """See commits of other writers and workers: refresh when the manifest changed since the last look."""
         try:
             self.index.refresh_if_changed()  # every backend has it (Qdrant: nothing to do)
         except SpladekitError as e:  # keep serving the commit in hand; the next request tries again
-            self._last_look = float("-inf")
             log.warning("could not refresh the index: %s", e)
 
     @contextlib.contextmanager
