@@ -244,7 +244,12 @@ idx = Index.open({str(tmp_path / "idx")!r})
 hits = idx.search({DOCS[3]!r}, k=3)
 client = TestClient(create_app(idx))
 r = client.post("/search", json={{"query": {DOCS[5]!r}, "k": 3}})
-print(json.dumps([hits[0].id, r.status_code, r.json()["hits"][0]["id"], idx.encoder.info()["query_side"]["kind"],
+h = client.post("/search", json={{"query": {DOCS[5]!r}, "k": 3, "hybrid": {{"method": "convex", "weight": 0.7}}}})
+b = client.post("/search/batch", json={{"queries": [{{"query": {DOCS[5]!r}}}], "k": 3, "hybrid": "rrf"}})
+e = client.post("/encode", json={{"texts": ["vaccine"], "kind": "query"}})
+assert h.status_code == b.status_code == e.status_code == 200, (h.text, b.text, e.text)
+assert h.json()["hits"][0]["hybrid"]["bm25"]["rank"] >= 1 and b.json()["results"][0][0]["hybrid"]["splade"]
+print(json.dumps([hits[0].id, r.status_code, r.json()["hits"][0]["id"], idx.model["query_side"]["kind"],
                   [m for m in ("torch", "transformers") if m in sys.modules]]))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

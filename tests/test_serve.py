@@ -398,3 +398,38 @@ def test_query_batcher_groups_concurrent_queries(encoder):
     assert b.queries == len(texts) and b.calls < len(texts)
     with pytest.raises(Exception, match="shutting down"):
         b.encode("after close")
+
+
+def test_hybrid_search_over_http_is_the_index_search(live_index):
+    """``hybrid`` on /search and /search/batch answers what ``Index.search(text, hybrid=...)`` gives, with each
+    run's rank and score per hit; vector queries and bad settings are 422 with the index's own message."""
+    c = client_for(live_index)
+    for hybrid, as_index in (
+        ("rrf", "rrf"),
+        (True, "rrf"),
+        ({"method": "convex", "weight": 0.7}, {"method": "convex", "weight": 0.7}),
+        ({"method": "rrf", "k": 10, "depth": 5}, {"method": "rrf", "k": 10, "depth": 5}),
+    ):
+        r = c.post(
+            "/search", json={"query": "cancer cells", "k": 4, "hybrid": hybrid, "filter": {"year": 2019}}
+        )
+        assert r.status_code == 200, r.text
+        want = live_index.search("cancer cells", k=4, hybrid=as_index, filter={"year": 2019})
+        got = r.json()["hits"]
+        assert [h["id"] for h in got] == [h.id for h in want]
+        assert [h["score"] for h in got] == pytest.approx([h.score for h in want], rel=1e-6)
+        for g, w in zip(got, want):
+            assert g["hybrid"] == {run: pytest.approx(v) for run, v in w.hybrid.items() if v is not None}
+        b = c.post(
+            "/search/batch",
+            json={"queries": [{"query": "cancer cells"}], "k": 4, "hybrid": hybrid, "filter": {"year": 2019}},
+        )
+        assert b.status_code == 200 and [h["id"] for h in b.json()["results"][0]] == [h.id for h in want]
+    plain = c.post("/search", json={"query": "cancer cells", "k": 4}).json()["hits"]
+    assert all("hybrid" not in h for h in plain)
+    r = c.post("/search", json={"vector": {"cancer": 1.0}, "hybrid": "rrf"})
+    assert r.status_code == 422 and "text queries" in r.json()["detail"]
+    r = c.post("/search", json={"query": "cancer", "hybrid": {"method": "convex", "weight": 2}})
+    assert r.status_code == 422 and "weight" in r.json()["detail"]
+    r = c.post("/search", json={"query": "cancer", "hybrid": "bm42"})
+    assert r.status_code == 422

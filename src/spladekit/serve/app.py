@@ -63,9 +63,9 @@ def create_app(
         else:
             index = Index.open(path)
         owns = True
-    # Load the query encoder now: the first requests would otherwise race to load it on several threads
-    # (transformers' lazy imports are not thread-safe) and the first user would wait for the model.
-    _ = index.encoder
+    # Service loads the query encoder now: the first requests would otherwise race to load it on several threads
+    # (transformers' lazy imports are not thread-safe) and the first user would wait for the model. An
+    # inference-free model's is its light table encoder; the document encoder then loads on the first write.
     svc = Service(index, limits, lock_wait=lock_wait)
 
     @contextlib.asynccontextmanager

@@ -113,7 +113,10 @@ def encode_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
         check_batch(len(texts), "texts", svc.limits)
         for i, t in enumerate(texts):
             check_text(t, f"texts[{i}]", svc.limits)
-        vecs = svc.index.encoder.encode(texts, kind=body.kind)
+        enc = (
+            svc.query_encoder if body.kind == "query" else svc.index.encoder
+        )  # queries: the search's own path
+        vecs = enc.encode(texts, kind=body.kind)
         if body.top_k is not None:
             vecs = vecs.prune(max_active_dims=body.top_k)
         svc.count("encode")

@@ -28,6 +28,24 @@ class QueryIn(BaseModel):
     )
 
 
+class HybridIn(BaseModel):
+    """Fusion with the index's BM25 ranking of the same text (see ``spladekit.index.fusion.Hybrid``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["rrf", "convex", "linear"] = "rrf"
+    k: int = Field(60, description="RRF rank constant.")
+    weight: float = Field(0.5, description="convex: share of SPLADE in [0, 1].")
+    normalize: Literal["minmax", "l2", "none"] = "minmax"
+    depth: int | None = Field(None, description="Hits taken from each run (default max(k, 100)).")
+
+
+_HYBRID_DOC = (
+    'Fuse with BM25 (text queries, an index keeping the BM25 view): "rrf", "convex", true (rrf) or '
+    '{"method", "k", "weight", "normalize", "depth"}.'
+)
+Hybrid = bool | Literal["rrf", "convex", "linear"] | HybridIn | None
+
+
 class SearchIn(QueryIn):
     k: int = Field(10, description="Number of hits.", json_schema_extra=_K_DOC)
     filter: dict[str, Any] | None = Field(
@@ -38,6 +56,7 @@ class SearchIn(QueryIn):
     highlight: bool = Field(
         False, description="Per matching term the document word that gave it its weight, and a snippet."
     )
+    hybrid: Hybrid = Field(None, description=_HYBRID_DOC)
 
 
 class BatchSearchIn(BaseModel):
@@ -48,6 +67,7 @@ class BatchSearchIn(BaseModel):
     explain: bool = False
     with_text: bool = False
     highlight: bool = False
+    hybrid: Hybrid = Field(None, description=_HYBRID_DOC)
 
 
 class Term(BaseModel):
@@ -83,6 +103,12 @@ class Highlights(BaseModel):
     snippet: Snippet | None = None
 
 
+class RunScore(BaseModel):
+    rank: int
+    score: float
+    normalized: float | None = Field(None, description="convex: the score on the fused scale.")
+
+
 class Hit(BaseModel):
     id: str
     score: float
@@ -91,6 +117,10 @@ class Hit(BaseModel):
     explanation: list[Term] | None = None
     passage: Span | None = Field(None, description="Passages index: the best passage's character span.")
     highlights: Highlights | None = None
+    hybrid: dict[str, RunScore] | None = Field(
+        None,
+        description="Hybrid: rank and score in each run (splade, bm25) that has the hit in its top depth.",
+    )
 
 
 class SearchOut(BaseModel):

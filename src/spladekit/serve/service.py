@@ -41,7 +41,12 @@ class Service:
         self.index = index
         self.limits = limits
         self.lock_wait = lock_wait
-        self.batcher = QueryBatcher(index.encoder)
+        # Text queries: an inference-free model's table lookup runs inline with its light (numpy) encoder, so
+        # the server never loads torch for them; a masked-LM query side goes through the batcher and the torch
+        # encoder (batched, ~10x faster a query than the numpy forward pass).
+        self.inline_queries = table_queries(index)
+        self.query_encoder = index.query_encoder if self.inline_queries else index.encoder
+        self.batcher = QueryBatcher(self.query_encoder)
         self.write_lock = threading.Lock()
         self.started = time.time()
         self.counts: dict[str, int] = {}
@@ -86,6 +91,11 @@ class Service:
         self.batcher.close()
         if index_too:
             self.index.close()
+
+
+def table_queries(index) -> bool:
+    """Whether the index's model queries by table lookup (an inference-free model)."""
+    return (index.model.get("query_side") or {}).get("kind") == "table"
 
 
 def _busy(why: str, waited: float) -> HTTPException:
