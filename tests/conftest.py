@@ -63,3 +63,24 @@ def make_tiny_mlm(path: Path, seed: int = 0, vocab_from=None) -> Path:
 @pytest.fixture(scope="session")
 def tiny_mlm(tmp_path_factory) -> Path:
     return make_tiny_mlm(tmp_path_factory.mktemp("tiny_mlm"))
+
+
+# A few short documents with metadata (one None value) for the server tests; ``index_path`` indexes them.
+SERVE_DOCS = [
+    ("d0", "Vitamin D deficiency is linked to bone loss in older adults.", {"topic": "health", "n": None}),
+    ("d1", "Protein folding is guided by hydrophobic interactions in the cell.", {"topic": "biology"}),
+    ("d2", "Smoking raises the risk of lung cancer.", {"topic": "cancer"}),
+    ("d3", "Chemotherapy resistance in breast cancer cells.", {"topic": "cancer"}),
+]
+
+
+@pytest.fixture()
+def index_path(tmp_path, encoder):
+    """A fresh index of ``SERVE_DOCS`` (bundled model), one per test."""
+    from spladekit.index import Index
+
+    path = tmp_path / "idx"
+    with Index.create(path, encoder=encoder) as idx:
+        idx.add([d[0] for d in SERVE_DOCS], [d[1] for d in SERVE_DOCS], [d[2] for d in SERVE_DOCS])
+        idx.commit()
+    return path

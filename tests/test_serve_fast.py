@@ -8,7 +8,6 @@ import asyncio
 import json
 import math
 
-import pytest
 from fastapi.testclient import TestClient
 
 from spladekit.index import Index, SearchHit
@@ -18,22 +17,6 @@ from spladekit.serve.jsonsafe import dumps
 from spladekit.serve.middleware import ApiKeyGuard
 from spladekit.serve.schemas import Hit, SearchOut
 from spladekit.serve.search import hit_dict
-
-DOCS = [
-    ("d0", "Vitamin D deficiency is linked to bone loss in older adults.", {"topic": "health", "n": None}),
-    ("d1", "Protein folding is guided by hydrophobic interactions in the cell.", {"topic": "biology"}),
-    ("d2", "Smoking raises the risk of lung cancer.", {"topic": "cancer"}),
-    ("d3", "Chemotherapy resistance in breast cancer cells.", {"topic": "cancer"}),
-]
-
-
-@pytest.fixture()
-def index_path(tmp_path, encoder):
-    path = tmp_path / "idx"
-    with Index.create(path, encoder=encoder) as idx:
-        idx.add([d[0] for d in DOCS], [d[1] for d in DOCS], [d[2] for d in DOCS])
-        idx.commit()
-    return path
 
 
 # ----------------------------------------------------------------------------- the answer, built directly

@@ -19,21 +19,7 @@ import pytest
 from spladekit.index import Index
 
 CLI = [sys.executable, "-c", "from spladekit.cli import main; main()"]
-DOCS = [
-    ("d0", "Vitamin D deficiency is linked to bone loss in older adults.", {"topic": "health", "n": None}),
-    ("d1", "Protein folding is guided by hydrophobic interactions in the cell.", {"topic": "biology"}),
-    ("d2", "Smoking raises the risk of lung cancer.", {"topic": "cancer"}),
-    ("d3", "Chemotherapy resistance in breast cancer cells.", {"topic": "cancer"}),
-]
-
-
-@pytest.fixture()
-def index_path(tmp_path, encoder):
-    path = tmp_path / "idx"
-    with Index.create(path, encoder=encoder) as idx:
-        idx.add([d[0] for d in DOCS], [d[1] for d in DOCS], [d[2] for d in DOCS])
-        idx.commit()
-    return path
+from conftest import SERVE_DOCS as DOCS  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- worker processes
