@@ -120,7 +120,7 @@ def test_idf_folder_written_by_spladekit_loads_in_sentence_transformers(tmp_path
         _dense(ref.encode_document(DOCS[:50], convert_to_sparse_tensor=True)),
         mine.encode_documents(DOCS[:50]).to_dense(),
     )
-    with pytest.raises(SpladekitError, match="not empty"):
+    with pytest.raises(SpladekitError, match="not an empty folder"):
         save_inference_free(encoder, table, out)
 
 
@@ -290,3 +290,41 @@ def test_inference_free_model_in_local_and_qdrant_indexes(tmp_path, encoder):
     assert [h.id for h in reopened.search(QUERIES[0], k=5)] == [h.id for h in local.search(QUERIES[0], k=5)]
     for idx in (local, remote, reopened):
         idx.close()
+
+
+@pytest.mark.slow
+def test_cli_idf_from_a_corpus_and_from_an_index(tmp_path):
+    """`spladekit idf` over a JSONL corpus (tokens) and over an index (its stored texts, or its vectors); the folder
+    is a model every command takes; bad arguments are one-line errors."""
+    from typer.testing import CliRunner
+
+    from spladekit import SpladeEncoder
+    from spladekit.cli import app
+    from spladekit.encode.idf import build_idf_table
+
+    runner = CliRunner()
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(DOCS[:40]))
+    )
+    r = runner.invoke(app, ["idf", str(corpus), "-o", str(tmp_path / "m1")])
+    assert r.exit_code == 0, r.output
+    assert "IDF queries over 40 documents (tokens" in r.output
+    m1 = SpladeEncoder.load(tmp_path / "m1")
+    want, _ = build_idf_table(SpladeEncoder.load(), texts=DOCS[:40])
+    np.testing.assert_array_equal(m1.query_table.weights, want.weights)
+    r = runner.invoke(app, ["index", str(corpus), "-i", str(tmp_path / "ix"), "-m", str(tmp_path / "m1")])
+    assert r.exit_code == 0, r.output
+    for df in ("tokens", "vectors"):
+        r = runner.invoke(app, ["idf", str(tmp_path / "ix"), "-o", str(tmp_path / f"m-{df}"), "--df", df])
+        assert r.exit_code == 0 and f"over 40 documents ({df}" in r.output, r.output
+    np.testing.assert_array_equal(SpladeEncoder.load(tmp_path / "m-tokens").query_table.weights, want.weights)
+    r = runner.invoke(app, ["search", "vaccine protein", "-i", str(tmp_path / "ix"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)
+    for args, words in (
+        (["idf", str(corpus), "-o", str(tmp_path / "m1")], "not an empty folder"),
+        (["idf", str(corpus), "-o", str(tmp_path / "m9"), "--df", "bm42"], "unknown --df"),
+        (["idf", str(tmp_path / "nowhere"), "-o", str(tmp_path / "m9")], "no such file"),
+    ):
+        r = runner.invoke(app, args)
+        assert r.exit_code != 0 and words in str(r.exception or r.output), (args, r.output, r.exception)

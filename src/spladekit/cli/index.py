@@ -260,6 +260,15 @@ def info_cmd(
         )
         lines.append(("bm25 view", view))
     lines.append(("model", f"{m.get('name')} (weights sha256 {str(m.get('weights_sha256'))[:16]}…)"))
+    qs = m.get("query_side") or {"kind": "mlm"}
+    lines.append(
+        (
+            "queries",
+            f"table lookup, inference-free ({qs.get('layout')} layout)"
+            if qs["kind"] == "table"
+            else "masked-LM",
+        )
+    )
     ld = info["long_docs"]
     how = "exact" if ld.get("sampled") is None else f"from {ld['sampled']:,} stored texts"
     per_doc = (

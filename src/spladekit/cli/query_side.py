@@ -33,11 +33,12 @@ def idf_cmd(
     from ..encode.encoder import SpladeEncoder
     from ..encode.idf import DF_SOURCES, build_idf_table
     from ..encode.loading import model_source
-    from ..encode.st_folder import save_inference_free
+    from ..encode.st_folder import check_output, save_inference_free
     from ..index import Index, is_index_folder
 
     if df not in DF_SOURCES:
         raise InputError(f"unknown --df {df!r}: choose one of {', '.join(DF_SOURCES)}")
+    check_output(output, overwrite)
     if is_index_folder(source):
         with Index.open(source) as idx:
             enc = SpladeEncoder.load(model or model_source(idx.model))

@@ -38,11 +38,17 @@ def _dump(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=4) + "\n", encoding="utf-8")
 
 
+def check_output(out: str | Path, overwrite: bool) -> Path:
+    """The output folder, refused before any work when it holds something and ``overwrite`` is off."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"{out}: exists and is not an empty folder (choose another, or pass overwrite)")
+    return out
+
+
 def save_inference_free(encoder, table: QueryTable, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``encoder``'s document side and ``table`` as one sentence-transformers Router folder."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out}: folder exists and is not empty (choose another, or pass overwrite)")
+    out = check_output(out, overwrite)
     spec = encoder.spec
     if spec.pooling_strategy != "max":
         raise InputError(
