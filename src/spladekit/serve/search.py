@@ -101,7 +101,7 @@ def _one_row(ids: list[int], values: list[float], dim: int, vocab):
     t = np.asarray(ids, np.int32)
     w = np.asarray(values, np.float32)
     if (len(t) < 2 or bool((t[1:] > t[:-1]).all())) and bool(w.all()):
-        return SparseVectors(np.array([0, len(t)], np.int64), t, w, dim, vocab)
+        return SparseVectors.from_sorted_rows([(t, w)], dim, vocab)
     return SparseVectors.from_rows([(ids, values)], dim, vocab)
 
 
