@@ -6,7 +6,7 @@ import json
 
 import numba as nb
 import numpy as np
-from _search_data import CACHE, CORPORA, encoded
+from _search_data import CACHE, CORPORA, REAL_DOCS, encoded
 
 from spladekit.sparse import SparseVectors
 
@@ -54,7 +54,7 @@ def _sample(n, lengths, cdf, w_ptr, w_data, dim, seed):
 
 
 def corpus_path(n: int):
-    return CACHE / f"synth-{n}"
+    return CACHE / (f"synth-{n}" if not REAL_DOCS else f"synth-{n}-r{REAL_DOCS}")
 
 
 def make_corpus(n: int, seed: int = 0) -> dict:

@@ -25,8 +25,9 @@ from . import index as _index  # noqa: E402
 from . import query_side as _query_side  # noqa: E402
 from . import serve as _serve  # noqa: E402
 from . import train as _train  # noqa: E402
+from . import tune as _tune  # noqa: E402
 
-for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _export_model, _query_side, _check):
+for _mod in (_encode, _index, _evaluate, _train, _serve, _export, _export_model, _query_side, _check, _tune):
     _mod.register(app)
 
 

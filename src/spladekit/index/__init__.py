@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .approx import approximate_query
+from .approx import Plan, check_approx
 from .base import Index, backend_of, is_index_folder
 from .types import DocumentBatch, IndexLockedError, SearchHit
 
@@ -19,10 +19,11 @@ __all__ = [
     "Index",
     "IndexLockedError",
     "LocalIndex",
+    "Plan",
     "QdrantIndex",
     "SearchHit",
-    "approximate_query",
     "backend_of",
+    "check_approx",
     "is_index_folder",
 ]
 

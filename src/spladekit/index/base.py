@@ -2,7 +2,7 @@
 (``Index.create`` / ``Index.open``) that picks the backend.
 
 What is the same for every backend lives here once: validation of ids, texts, metadata and vectors, the model
-check, encoding of texts, query parsing, approximate query pruning and ``measure_approx``. A backend implements
+check, encoding of texts, query parsing, the recall target of ``approx`` and ``measure_approx``. A backend implements
 the storage: ``_apply`` (write encoded documents), ``delete``, ``commit``, reading, and ``_search`` over parsed
 queries. ``eval``, ``serve``, ``scale`` and the CLI use only this contract.
 """
@@ -24,42 +24,16 @@ from ..encode.loading import check_same_model, model_source
 from ..encode.windows import LongDocs
 from ..errors import InputError
 from ..sparse import SparseVectors
-from .approx import measure_recall, prune_queries
+from .approx import Plan, check_approx, measure_recall
+from .backends import MARKERS, backend_class, backend_of, is_index_folder
 from .fusion import check_hybrid
 from .hybrid import LexicalDefaults, hybrid_search, query_texts
 from .queries import QueryInput
 from .types import DocumentBatch, SearchHit
 from .validate import check_ids, check_k, check_texts, encode_records
 
-# The file that marks an index folder, per backend.
-MARKERS = {"local": "manifest.json", "qdrant": "qdrant.json"}
 # Documents per batch of ``iter_documents``, for every backend.
 ITER_BATCH = 4096
-
-
-def backend_of(path: str | os.PathLike) -> str | None:
-    """The backend of the index in ``path``, or None when there is no index there."""
-    for name, marker in MARKERS.items():
-        if (Path(path) / marker).exists():
-            return name
-    return None
-
-
-def is_index_folder(path: str | os.PathLike) -> bool:
-    """True when ``path`` holds an index of any backend."""
-    return backend_of(path) is not None
-
-
-def _backend_class(name: str):
-    if name == "local":
-        from .local import LocalIndex
-
-        return LocalIndex
-    if name == "qdrant":
-        from .qdrant import QdrantIndex
-
-        return QdrantIndex
-    raise InputError(f"unknown backend {name!r}: use one of {', '.join(MARKERS)}")
 
 
 class Index(QueryInput, LexicalDefaults, abc.ABC):
@@ -81,7 +55,7 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         and stride. Other options belong to the backend (local: ``compact``; qdrant: ``url``, ``client``,
         ``collection``, ``api_key``, ``on_disk``); one it does not know is refused."""
         if cls is Index:
-            cls = _backend_class(backend or "local")
+            cls = backend_class(backend or "local")
         elif backend is not None and backend != cls.backend:
             raise InputError(f"{cls.__name__} is the {cls.backend} backend, not {backend!r}")
         path = Path(path)
@@ -103,7 +77,7 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         found = backend_of(path)
         if found is None:
             raise InputError(f"{path}: no index here (missing {' or '.join(MARKERS.values())})")
-        impl = _backend_class(found) if cls is Index else cls
+        impl = backend_class(found) if cls is Index else cls
         if impl.backend != found:
             raise InputError(f"{path} holds a {found} index, not a {impl.backend} one")
         idx = impl._open(path, **options)
@@ -322,8 +296,9 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         best first; exact unless ``approx``.
 
         ``filter``: ``{"field": value}`` or ``{"field": {"$in": [...]}}`` on metadata, applied inside the search, so
-        ``k`` hits come back whenever ``k`` matching documents score above zero. ``approx``: keep only the
-        heaviest query terms holding this share of the query weight (True = 0.8); see ``measure_approx``.
+        ``k`` hits come back whenever ``k`` matching documents score above zero. ``approx``: a recall@k target in
+        (0, 1] against exact search (True = 0.95), met through the index's tuning table (``tune``); returned
+        scores are exact; with a filter the search is exact. See ``measure_approx``.
         ``highlight``: each hit carries, per matching term, the word of the document that gave it its weight,
         and a snippet around the densest match (``SearchHit.highlights``; None for a document stored without text).
         ``hybrid``: fuse with the index's BM25 ranking of the same text query (``"rrf"``, ``"convex"``, a dict
@@ -333,9 +308,10 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         k = check_k(k)
         h = check_hybrid(hybrid)
         texts = query_texts([query]) if h is not None else None
+        plan = self._approx_plan(check_approx(approx), filter)
         flt = self._prepare_filter(filter)  # a bad filter fails before the query is encoded
-        qs = prune_queries([self._query(query)], approx)
-        return self._search_hits(qs, k, flt, explain, with_text, 1, highlight, h, texts)[0]
+        qs = [self._query(query)]
+        return self._search_hits(qs, k, flt, explain, with_text, 1, highlight, h, texts, plan)[0]
 
     def search_batch(
         self,
@@ -354,22 +330,26 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         k = check_k(k)
         h = check_hybrid(hybrid)
         texts = query_texts(queries) if h is not None else None
+        plan = self._approx_plan(check_approx(approx), filter)
         flt = self._prepare_filter(filter)
-        qs = prune_queries(self._queries(queries), approx)
+        qs = self._queries(queries)
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads must be a positive integer, got {threads!r}")
         threads = threads or os.cpu_count() or 1
-        return self._search_hits(qs, k, flt, explain, with_text, threads, highlight, h, texts)
+        return self._search_hits(qs, k, flt, explain, with_text, threads, highlight, h, texts, plan)
 
-    def _search_hits(self, qs, k, flt, explain, with_text, threads, highlight, hybrid=None, texts=None):
-        """The hits of parsed queries (``hybrid``: a checked ``Hybrid``, with the query ``texts``)."""
+    def _search_hits(
+        self, qs, k, flt, explain, with_text, threads, highlight, hybrid=None, texts=None, plan=None
+    ):
+        """The hits of parsed queries (``hybrid``: a checked ``Hybrid``, with the query ``texts``; ``plan``: the
+        approximate knobs, None for exact; hybrid runs are exact)."""
         if hybrid is not None:
             return hybrid_search(self, qs, texts, k, flt, hybrid, explain, with_text, threads, highlight)
         if not highlight:
-            return self._search(qs, k, flt, explain, with_text, threads)
+            return self._search(qs, k, flt, explain, with_text, threads, plan)
         from .highlight_hits import add_highlights
 
-        results = self._search(qs, k, flt, True, True, threads)
+        results = self._search(qs, k, flt, True, True, threads, plan)
         for (terms, weights), hits in zip(qs, results):
             add_highlights(self, hits, terms, weights, keep_text=with_text, keep_explanation=explain)
         return results
@@ -387,7 +367,20 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         explain: bool,
         with_text: bool,
         threads: int,
+        plan: Plan | None = None,
     ) -> list[list[SearchHit]]: ...
+
+    def _approx_plan(self, target: float | None, filter=None) -> Plan | None:
+        """The knobs that meet a recall ``target`` (None: search exactly, as a backend without an approximate
+        structure always does)."""
+        return None
+
+    def tune(self, recall: float = 0.95, queries=None, sample: int = 200) -> dict:
+        """Measure recall@10 against exact search for a grid of approximate knobs, on ``sample`` documents of
+        the index used as queries (or on ``queries``), and store the cheapest setting reaching each target."""
+        raise InputError(
+            f"the {self.backend} backend has no approximate structure to tune (it searches exactly)"
+        )
 
     def measure_approx(self, queries, k: int = 10, approx: bool | float = True, sample: int = 100) -> dict:
         """Recall@k of approximate search against exact search on (a sample of) ``queries``, and both timings."""

@@ -281,7 +281,9 @@ class PassageIndex(Index):
     def _prepare_filter(self, filter):
         return self._inner._prepare_filter(filter)
 
-    def _search(self, qs, k: int, flt, explain: bool, with_text: bool, threads: int) -> list[list[SearchHit]]:
+    def _search(
+        self, qs, k: int, flt, explain: bool, with_text: bool, threads: int, plan=None
+    ) -> list[list[SearchHit]]:
         def one(q):
             return self._search_one(q, k, flt, explain, with_text)
 

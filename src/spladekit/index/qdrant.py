@@ -360,7 +360,9 @@ class QdrantIndex(Index):
     def _prepare_filter(self, filter: Mapping | None):
         return to_qdrant_filter(filter)
 
-    def _search(self, qs, k: int, flt, explain: bool, with_text: bool, threads: int) -> list[list[SearchHit]]:
+    def _search(
+        self, qs, k: int, flt, explain: bool, with_text: bool, threads: int, plan=None
+    ) -> list[list[SearchHit]]:
         from qdrant_client import models
 
         payload: Any = True if with_text else ["_id"]

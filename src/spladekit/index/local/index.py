@@ -17,8 +17,10 @@ from pathlib import Path
 from ...encode.choose import model_record, resolve_model
 from ...errors import DataFormatError, InputError, SpladekitError
 from ...io import atomic_write
+from ..approx import Plan, plan_for
 from ..base import Index
 from ..lexical import settings as bm25_settings
+from .approx_build import BuildSettings
 from .integrity import file_sum, verify_file, verify_manifest, verify_sizes
 from .lexical import FILES as LEX_FILES
 from .lock import WriteLock
@@ -58,13 +60,23 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     # ------------------------------------------------------------------ create / open
     @classmethod
     def _create(
-        cls, path: Path, encoder=None, *, compact: bool = False, long_docs=None, bm25: bool = True
+        cls,
+        path: Path,
+        encoder=None,
+        *,
+        compact: bool = False,
+        long_docs=None,
+        bm25: bool = True,
+        approx: bool | BuildSettings = True,
     ) -> LocalIndex:
         """A new index folder. ``compact=True`` stores 8-bit per-term quantised weights (about half the bytes;
         scores approximate). ``bm25`` (default on): keep a BM25 view of the documents' texts, for hybrid search
-        (``search(..., hybrid=...)``); recorded in the manifest."""
+        (``search(..., hybrid=...)``); recorded in the manifest. ``approx`` (default on): each segment carries the
+        structure of approximate search (``search(..., approx=0.95)``), built with these ``BuildSettings``."""
         if not isinstance(bm25, bool):
             raise InputError(f"bm25 must be True or False, got {bm25!r}")
+        if not isinstance(approx, (bool, BuildSettings)):
+            raise InputError(f"approx must be True, False or BuildSettings, got {approx!r}")
         if path.is_dir() and any(path.iterdir()):
             raise InputError(f"{path} is not empty: create an index in a new or empty folder")
         full, light = resolve_model(encoder)
@@ -89,6 +101,8 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             }
             if bm25:
                 manifest["bm25"] = bm25_settings()
+            settings = BuildSettings() if approx is True else approx
+            manifest["approx_build"] = settings.record() if settings else None
             idx = cls(path, manifest, vocab)
             idx._encoder, idx._query_encoder = full, light
             idx._acquire_lock(refresh=False)
@@ -208,6 +222,41 @@ class LocalIndex(LocalReading, LocalWriting, Index):
     def has_bm25(self) -> bool:
         """Whether this index keeps a BM25 view (for hybrid search)."""
         return bool(self._manifest.get("bm25"))
+
+    # ------------------------------------------------------------------ approximate search
+    def _approx_settings(self) -> BuildSettings | None:
+        """Build settings of new segments' approximate structure (None: the index keeps none; an index made
+        before it existed gets the defaults)."""
+        if "approx_build" not in self._manifest:
+            return BuildSettings()
+        return (
+            BuildSettings.from_record(self._manifest["approx_build"])
+            if self._manifest["approx_build"]
+            else None
+        )
+
+    def _approx_plan(self, target: float | None, filter=None) -> Plan | None:
+        """Knobs for a recall target from the stored tuning table (exact with a filter: the table was not
+        measured under one)."""
+        if target is None or filter is not None:
+            return None
+        return plan_for(target, (self._manifest.get("approx") or {}).get("table"))
+
+    def tune(self, recall: float = 0.95, queries=None, sample: int = 200) -> dict:
+        """Measure recall@10 against exact search for a grid of query-time knobs, on ``sample`` documents of the
+        index used as queries (or on ``queries``), and store the cheapest setting reaching each target (0.9, 0.95,
+        0.99 and ``recall``) in a new commit. Returns the stored table and the whole grid."""
+        from .tuning import tune
+
+        with self._wlock:
+            return tune(self, recall, queries, sample)
+
+    def _store_approx(self, record: dict) -> None:
+        """Commit a new tuning table (the write lock is taken)."""
+        with self._wlock:
+            self._acquire_lock()
+            gen = self._manifest["generation"] + 1
+            self._write_manifest({**self._manifest, "approx": record, "generation": gen})
 
     # ------------------------------------------------------------------ info / lifecycle
     def info(self) -> dict:

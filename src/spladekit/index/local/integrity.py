@@ -20,6 +20,7 @@ import numba as nb
 import numpy as np
 
 from ...errors import DataFormatError
+from .approx_build import structure_problem
 from .codec import GAP_MIN, SKIP, WINDOW
 
 CHUNK = 1 << 20
@@ -269,6 +270,12 @@ def _check_segment(rep, folder: Path, entry: dict, manifest: dict, live_ids: dic
         elif off is not None:
             rep.bad(sp, "missing")
     _check_postings(rep, folder, meta, dim, n, nw)
+    if meta.get("approx"):
+        problem = structure_problem(
+            folder, lambda p: _load(rep, p), n, dim, meta.get("nnz"), bool(meta.get("compact"))
+        )
+        if problem:
+            rep.problems.append(problem)
 
 
 def _record_ok(raw: bytes) -> bool:

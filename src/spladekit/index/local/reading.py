@@ -143,11 +143,16 @@ class LocalReading:
             out.append(mask)
         return segs, out
 
-    def _search(self, qs, k: int, flt, explain: bool, with_text: bool, threads: int) -> list[list[SearchHit]]:
+    def _search(
+        self, qs, k: int, flt, explain: bool, with_text: bool, threads: int, plan=None
+    ) -> list[list[SearchHit]]:
         segs, allowed = flt
 
         def one(q):
-            raw = self._top_k(segs, allowed, q[0], q[1], k)
+            if plan is None:
+                raw = self._top_k(segs, allowed, q[0], q[1], k)
+            else:
+                raw = self._approx_top_k(segs, allowed, q[0], q[1], k, plan)[0]
             return self._hits(segs, raw, q[0], q[1], with_text, explain)
 
         if threads <= 1 or len(qs) <= 1:
@@ -183,6 +188,21 @@ class LocalReading:
             size = seg.search(q_terms, q_weights, allowed[si], si << 32, hs, hd, size, k)
         order = sorted(range(size), key=lambda i: (-hs[i], hd[i]))
         return [(float(hs[i]), int(hd[i] >> 32), int(hd[i] & 0xFFFFFFFF)) for i in order]
+
+    def _approx_top_k(self, segs, allowed, q_terms, q_weights, k: int, plan) -> tuple[list, int]:
+        """``_top_k`` through each segment's approximate structure (exact scores, approximate membership), and
+        the entries read (summaries and forward postings: the cost ``tune`` minimises)."""
+        hs = np.zeros(k, np.float32)
+        hd = np.zeros(k, np.int64)
+        qd = np.zeros(self.dim, np.float32)
+        t = np.asarray(q_terms, np.int64)
+        w = np.asarray(q_weights, np.float32)
+        size, work = 0, 0
+        for si, seg in enumerate(segs):
+            size, got = seg.search_approx(t, w, qd, plan, allowed[si], si << 32, hs, hd, size, k)
+            work += int(got)
+        order = sorted(range(size), key=lambda i: (-hs[i], hd[i]))
+        return [(float(hs[i]), int(hd[i] >> 32), int(hd[i] & 0xFFFFFFFF)) for i in order], work
 
     def _hits(self, segs, raw, q_terms, q_weights, with_text: bool, explain: bool) -> list[SearchHit]:
         hits = []

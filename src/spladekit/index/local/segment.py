@@ -14,7 +14,8 @@ A segment folder ``seg_NNNNNN/`` holds plain ``.npy`` arrays (memory-mapped on o
 - ``ids.bin`` + ``ids_off.npy``: document ids (UTF-8); ``store.bin`` + ``store_off.npy``: ``[text, metadata]`` JSON
   (offsets uint32, or int64 when the blob exceeds 4 GiB);
 - ``meta.json``: counts and format; ``deleted.<generation>.npy``: packed tombstone bits written by a commit;
-- ``lex_*``: the BM25 view, in an index that keeps one (see ``lexical``).
+- ``lex_*``: the BM25 view, in an index that keeps one (see ``lexical``);
+- ``ax_*``: the approximate-search structure (cut, clustered lists with summaries, forward index; ``approx_build``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from ...errors import DataFormatError
 from ...io import fsync_dir, naming
 from ..filters import canonical
 from ..validate import decode_record
-from . import codec, kernels
+from . import approx_build, codec, kernels
+from .approx_kernels import search_approx
 from .lexical import LexicalArrays, LexicalView
 
 FORMAT = 2  # 2: byte-gap containers for frequent terms, two-row term_ptr
@@ -73,16 +75,17 @@ def write_segment(
     records: list[bytes | None] | None,
     compact: bool = False,
     lexical: LexicalArrays | None = None,
+    approx: approx_build.BuildSettings | None = None,
 ) -> dict:
     """Write a segment folder (every file synced); returns its meta dict. Not visible until a manifest names it.
-    ``lexical``: the documents' BM25 view, in an index that keeps one."""
+    ``lexical``: the documents' BM25 view, in an index that keeps one; ``approx``: build the approximate-search
+    structure with these settings."""
     folder.mkdir(parents=True, exist_ok=False)
     n = len(ids)
     term_ptr, docs, weights = codec.csr_to_postings(indptr, indices, data, dim)
     n_windows = max(1, -(-n // codec.WINDOW))
     win_ptr, win_max, win_min = codec.window_tables(term_ptr, docs, weights, n_windows)
     doc_ptr, docs16 = codec.build_containers(term_ptr, docs, win_ptr)
-    del docs
     save_array(folder / "term_ptr.npy", _offsets(np.stack([term_ptr, doc_ptr])))
     save_array(folder / "win_ptr.npy", win_ptr)
     save_array(folder / "win_max.npy", win_max)
@@ -90,6 +93,7 @@ def write_segment(
         save_array(folder / "win_min.npy", win_min)
     save_array(folder / "docs.npy", docs16)
     del docs16
+    fw = data
     if compact:
         scales = np.zeros(dim, np.float32)
         tmax = np.max(np.abs(win_max), axis=1)
@@ -100,8 +104,16 @@ def write_segment(
         del term_of
         save_array(folder / "weights.npy", q)
         save_array(folder / "scales.npy", scales)
+        if approx is not None:  # the forward index holds the same 8-bit codes as the postings
+            fw = np.clip(np.rint(np.asarray(data, np.float32) / safe[indices]), 0, 255).astype(np.uint8)
     else:
         save_array(folder / "weights.npy", weights)
+    if approx is not None:
+        fw = np.asarray(fw, np.uint8 if compact else np.float32)
+        ax_meta = approx_build.build(
+            folder, indptr, indices, data, fw, term_ptr, docs, weights, dim, approx, save_array
+        )
+    del docs
     blob, off = _blob([s.encode("utf-8") for s in ids])
     save_bytes(folder / "ids.bin", blob)
     save_array(folder / "ids_off.npy", off)
@@ -121,6 +133,8 @@ def write_segment(
     }
     if lexical is not None:
         meta["lexical"] = lexical.save(folder, save_array, save_bytes)
+    if approx is not None:
+        meta["approx"] = ax_meta
     save_bytes(folder / "meta.json", json.dumps(meta).encode())
     fsync_dir(folder)
     return meta
@@ -159,6 +173,7 @@ class Segment:
     sums: dict | None = None  # file name -> recorded [size, crc32] (None: not recorded)
     _ids_ok: bool = field(default=False, repr=False)
     lex: LexicalView | None = None  # the BM25 view, when the segment has one
+    ax: approx_build.ApproxView | None = None  # the approximate-search structure, when the segment has one
     _lex_stats: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
@@ -204,6 +219,7 @@ class Segment:
             store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
             store_off=arr("store_off.npy") if has_store else None,
             lex=LexicalView.load(folder, arr, _mmap_bytes) if meta.get("lexical") else None,
+            ax=approx_build.ApproxView.load(folder, arr) if meta.get("approx") else None,
         )
 
     def with_deletes(self, deleted_file: str | None) -> Segment:
@@ -340,6 +356,38 @@ class Segment:
             True,
         )
         return size
+
+    def search_approx(self, q_terms, q_weights, qd, plan, allowed, base: int, hs, hd, size: int, k: int):
+        """``search`` through the approximate structure with ``plan`` (query_terms, heap_factor); a segment
+        without one is searched exactly. Returns (new size, entries read)."""
+        ax = self.ax
+        if ax is None:
+            return self.search(q_terms, q_weights, allowed, base, hs, hd, size, k), 0
+        return search_approx(
+            q_terms,
+            q_weights,
+            int(plan.query_terms),
+            np.float32(plan.heap_factor),
+            qd,
+            ax.tblk,
+            ax.bptr,
+            ax.bdocs,
+            ax.sptr,
+            ax.sterms,
+            ax.sq,
+            ax.sscale,
+            ax.fptr,
+            ax.fterms,
+            ax.fw,
+            self.scales,
+            _NO_MASK if allowed is None else allowed,
+            allowed is not None,
+            base,
+            hs,
+            hd,
+            size,
+            k,
+        )
 
     def lex_stats(self) -> tuple[int, int]:
         """(live documents with a BM25 view, their summed length), computed once per set of tombstones."""

@@ -232,6 +232,7 @@ class LocalWriting:
             records,
             self._manifest["compact"],
             lexical,
+            self._approx_settings(),
         )
         files = folder_sums(self.path / name)  # checksums of every file, recorded in the manifest entry
         return {"name": name, "n_docs": meta["n_docs"], "nnz": meta["nnz"], "deleted": None, "files": files}

@@ -1,0 +1,317 @@
+"""The approximate-search structure of a segment (Seismic-style), built with the segment and as immutable.
+
+Per term, its postings cut to the heaviest ``lam`` entries (``lam`` x the segment's documents, at least
+``LAM_MIN``), grouped into blocks of about ``block`` documents by clustering (a document joins the block of the
+sampled centroid document it has the largest dot product with, on both vectors' ``DOC_CUT`` heaviest terms); each
+block has a summary vector: per term the largest weight over its documents, pruned to the heaviest entries holding
+``alpha`` of its mass and quantised to a byte (rounded up). A forward index (each document's terms and weights,
+the weights in the segment's own storage: float32, or the 8-bit codes of a compact index) re-scores candidates
+exactly. Files (``ax_*``), written through the segment's ``save_array`` so they are synced and checksummed like
+every other segment file:
+
+- ``ax_tblk.npy`` (int64, dim + 1): per term, its first block; blocks of a term are contiguous;
+- ``ax_bptr.npy`` (int64, blocks + 1) + ``ax_bdocs.npy`` (uint32): each block's documents, ascending;
+- ``ax_sptr.npy`` (int64, blocks + 1) + ``ax_sterms.npy`` (uint16 / int32) + ``ax_sq.npy`` (uint8) +
+  ``ax_sscale.npy`` (float32 per block): summaries; weight = code x scale;
+- ``ax_fptr.npy`` (int64, documents + 1) + ``ax_fterms.npy`` (uint16 / int32) + ``ax_fw.npy``: the forward index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+NAMES = ("tblk", "bptr", "bdocs", "sptr", "sterms", "sq", "sscale", "fptr", "fterms", "fw")
+FILES = tuple(f"ax_{n}.npy" for n in NAMES)
+LAM_MIN = 256  # a term keeps at least this many postings (all of them in small segments)
+DOC_CUT = 16  # terms per document vector used to cluster a list
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first), ``block``
+    (documents per block, on average), ``alpha`` (share of a summary's mass kept)."""
+
+    lam: float = 0.05
+    block: int = 16
+    alpha: float = 0.5
+    cluster: bool = True
+
+    def record(self) -> dict:
+        return {"lam": self.lam, "block": self.block, "alpha": self.alpha, "cluster": self.cluster}
+
+    @classmethod
+    def from_record(cls, rec: dict | None) -> BuildSettings:
+        return cls(**rec) if rec else cls()
+
+
+@nb.njit(cache=True, nogil=True)
+def _grow(a, need):
+    if need <= len(a):
+        return a
+    b = np.empty(max(need, 2 * len(a)), a.dtype)
+    b[: len(a)] = a
+    return b
+
+
+@nb.njit(cache=True, nogil=True)
+def _doc_tops(indptr, indices, data, cut):
+    """Each document's ``cut`` heaviest terms (padded with -1) and their weights."""
+    n = len(indptr) - 1
+    tt = np.full((n, cut), -1, np.int64)
+    tw = np.zeros((n, cut), np.float32)
+    for d in range(n):
+        s, e = indptr[d], indptr[d + 1]
+        o = np.argsort(-data[s:e])[:cut]
+        for j in range(len(o)):
+            tt[d, j] = indices[s + o[j]]
+            tw[d, j] = data[s + o[j]]
+    return tt, tw
+
+
+@nb.njit(cache=True, nogil=True)
+def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, seed):
+    n = len(indptr) - 1
+    np.random.seed(seed)
+    tt, tw = _doc_tops(indptr, indices, data, DOC_CUT)
+    tblk = np.zeros(dim + 1, np.int64)
+    bptr = np.zeros(1024, np.int64)
+    bdocs = np.empty(1024, np.uint32)
+    sptr = np.zeros(1024, np.int64)
+    sterms = np.empty(4096, np.int32)
+    sq = np.empty(4096, np.uint8)
+    sscale = np.empty(1024, np.float32)
+    nbk = 0
+    nd = 0
+    ns = 0
+    mx = np.zeros(dim, np.float32)
+    touched = np.empty(dim, np.int64)
+    head = np.full(dim, -1, np.int64)  # term -> first (centroid, weight) entry of the centroid map
+    assign = np.empty(0, np.int64)
+    for t in range(dim):
+        tblk[t] = nbk
+        s, e = term_ptr[t], term_ptr[t + 1]
+        L = e - s
+        if L == 0:
+            continue
+        keep = np.argsort(-weights[s:e], kind="mergesort")[: min(L, lam_n)]
+        m = len(keep)
+        kd = np.empty(m, np.int64)
+        for j in range(m):
+            kd[j] = docs[s + keep[j]]
+        nc = max(1, (m + block - 1) // block)
+        assign = np.empty(m, np.int64)
+        if not cluster or nc == 1:
+            kd.sort()
+            for j in range(m):
+                assign[j] = j // block
+        else:
+            cents = np.random.choice(m, nc, replace=False)
+            nxt = np.empty(nc * DOC_CUT, np.int64)
+            ent_c = np.empty(nc * DOC_CUT, np.int64)
+            ent_w = np.empty(nc * DOC_CUT, np.float32)
+            ne = 0
+            for c in range(nc):
+                cd = kd[cents[c]]
+                for j in range(DOC_CUT):
+                    u = tt[cd, j]
+                    if u < 0:
+                        break
+                    ent_c[ne] = c
+                    ent_w[ne] = tw[cd, j]
+                    nxt[ne] = head[u]
+                    head[u] = ne
+                    ne += 1
+            acc = np.zeros(nc, np.float32)
+            for j in range(m):
+                d = kd[j]
+                best = -1
+                bv = np.float32(0.0)
+                for a in range(DOC_CUT):
+                    u = tt[d, a]
+                    if u < 0:
+                        break
+                    x = head[u]
+                    while x >= 0:
+                        c = ent_c[x]
+                        acc[c] += tw[d, a] * ent_w[x]
+                        if acc[c] > bv:
+                            bv = acc[c]
+                            best = c
+                        x = nxt[x]
+                for a in range(DOC_CUT):  # reset only what was touched
+                    u = tt[d, a]
+                    if u < 0:
+                        break
+                    x = head[u]
+                    while x >= 0:
+                        acc[ent_c[x]] = 0
+                        x = nxt[x]
+                assign[j] = best if best >= 0 else np.random.randint(0, nc)
+            for c in range(nc):
+                cd = kd[cents[c]]
+                for j in range(DOC_CUT):
+                    u = tt[cd, j]
+                    if u < 0:
+                        break
+                    head[u] = -1
+        # group by block (blocks in centroid order, documents ascending inside a block)
+        o = np.argsort(assign * n + kd)
+        bptr = _grow(bptr, nbk + nc + 1)
+        sscale = _grow(sscale, nbk + nc)
+        bdocs = _grow(bdocs, nd + m)
+        j = 0
+        while j < m:
+            c = assign[o[j]]
+            j0 = j
+            while j < m and assign[o[j]] == c:
+                bdocs[nd] = kd[o[j]]
+                nd += 1
+                j += 1
+            # summary: per-term max over the block's documents, pruned to alpha of its mass
+            nt = 0
+            total = 0.0
+            for q in range(j0, j):
+                d = kd[o[q]]
+                for p in range(indptr[d], indptr[d + 1]):
+                    u = indices[p]
+                    w = data[p]
+                    if w <= 0:
+                        continue
+                    if mx[u] == 0:
+                        touched[nt] = u
+                        nt += 1
+                    if w > mx[u]:
+                        total += w - mx[u]
+                        mx[u] = w
+            vals = np.empty(nt, np.float32)
+            for q in range(nt):
+                vals[q] = mx[touched[q]]
+            so = np.argsort(-vals, kind="mergesort")
+            keepn = 0
+            run = 0.0
+            while keepn < nt and run < alpha * total:
+                run += vals[so[keepn]]
+                keepn += 1
+            kt = np.sort(touched[so[:keepn]])
+            top = vals[so[0]] if nt else np.float32(0.0)
+            scale = np.float32(top / 255.0) if top > 0 else np.float32(1.0)
+            sterms = _grow(sterms, ns + keepn)
+            sq = _grow(sq, ns + keepn)
+            for q in range(keepn):
+                u = kt[q]
+                sterms[ns] = u
+                sq[ns] = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
+                ns += 1
+            for q in range(nt):
+                mx[touched[q]] = 0
+            sscale[nbk] = scale
+            nbk += 1
+            bptr[nbk] = nd
+            sptr = _grow(sptr, nbk + 1)
+            sptr[nbk] = ns
+    tblk[dim] = nbk
+    return (
+        tblk,
+        bptr[: nbk + 1].copy(),
+        bdocs[:nd].copy(),
+        sptr[: nbk + 1].copy(),
+        sterms[:ns].copy(),
+        sq[:ns].copy(),
+        sscale[:nbk].copy(),
+    )
+
+
+def build(
+    folder: Path, indptr, indices, data, fw, term_ptr, docs, weights, dim: int, settings, save_array
+) -> dict:
+    """Build and write a segment's approximate structure (``fw``: the forward weights as the segment stores
+    them); its summary for meta.json."""
+    n = len(indptr) - 1
+    lam_n = max(LAM_MIN, math.ceil(settings.lam * n))
+    out = _build(
+        np.asarray(indptr, np.int64),
+        np.asarray(indices, np.int64),
+        np.asarray(data, np.float32),
+        term_ptr,
+        docs,
+        weights,
+        dim,
+        lam_n,
+        int(settings.block),
+        float(settings.alpha),
+        bool(settings.cluster),
+        0,
+    )
+    tdt = np.uint16 if dim <= 1 << 16 else np.int32
+    tblk, bptr, bdocs, sptr, sterms, sq, sscale = out
+    arrays = {
+        "tblk": tblk,
+        "bptr": bptr,
+        "bdocs": bdocs,
+        "sptr": sptr,
+        "sterms": sterms.astype(tdt),
+        "sq": sq,
+        "sscale": sscale,
+        "fptr": np.asarray(indptr, np.int64),
+        "fterms": np.asarray(indices).astype(tdt),
+        "fw": np.asarray(fw),
+    }
+    for name in NAMES:
+        save_array(folder / f"ax_{name}.npy", arrays[name])
+    return {**settings.record(), "lam_n": lam_n, "blocks": int(len(bptr) - 1), "kept": int(len(bdocs))}
+
+
+@dataclass
+class ApproxView:
+    """A segment's approximate structure, memory-mapped (plain ndarray views)."""
+
+    tblk: np.ndarray
+    bptr: np.ndarray
+    bdocs: np.ndarray
+    sptr: np.ndarray
+    sterms: np.ndarray
+    sq: np.ndarray
+    sscale: np.ndarray
+    fptr: np.ndarray
+    fterms: np.ndarray
+    fw: np.ndarray
+
+    @classmethod
+    def load(cls, folder: Path, arr) -> ApproxView:
+        return cls(*(np.asarray(arr(f)) for f in FILES))
+
+
+def structure_problem(folder: Path, load, n_docs: int, dim: int, nnz: int, compact: bool) -> str | None:
+    """``"file: problem"`` for the first inconsistency of a segment's approximate structure, or None (deep check)."""
+    a = {}
+    for name, f in zip(NAMES, FILES):
+        x = load(folder / f)
+        if x is None:
+            return f"{folder / f}: unreadable"
+        a[name] = np.asarray(x)
+    nb_ = len(a["bptr"]) - 1
+
+    def ptr_bad(p, count, end):
+        p = p.astype(np.int64)
+        return p.ndim != 1 or len(p) != count + 1 or p[0] != 0 or (np.diff(p) < 0).any() or p[-1] != end
+
+    checks = (
+        ("tblk", ptr_bad(a["tblk"], dim, nb_) if nb_ >= 0 else True),
+        ("bptr", ptr_bad(a["bptr"], nb_, len(a["bdocs"]))),
+        ("sptr", ptr_bad(a["sptr"], nb_, len(a["sterms"])) or len(a["sq"]) != len(a["sterms"])),
+        ("sscale", len(a["sscale"]) != nb_ or not np.isfinite(a["sscale"]).all() or (a["sscale"] <= 0).any()),
+        ("bdocs", len(a["bdocs"]) > 0 and int(a["bdocs"].max()) >= n_docs),
+        ("sterms", len(a["sterms"]) > 0 and int(a["sterms"].max()) >= dim),
+        ("fptr", ptr_bad(a["fptr"], n_docs, nnz)),
+        ("fterms", len(a["fterms"]) != nnz or (nnz > 0 and int(a["fterms"].max()) >= dim)),
+        ("fw", len(a["fw"]) != nnz or a["fw"].dtype != (np.uint8 if compact else np.float32)),
+    )
+    for name, bad in checks:
+        if bad:
+            return f"{folder / f'ax_{name}.npy'}: approximate-search structure inconsistent"
+    return None

@@ -1,0 +1,117 @@
+"""Tuning the approximate search of a local index: recall@10 against exact search for a grid of query-time knobs,
+and per recall target the cheapest setting that reaches it, stored in the manifest (``"approx"``).
+
+Queries are the given ones, or ``sample`` documents of the index itself: a document used as a query is left out
+of both result lists (it would be found trivially). Cost is the entries a search reads (summaries and forward
+postings), counted by the kernel: deterministic, unlike timings on a shared machine. A setting must reach the
+target plus ``MARGIN`` on the tuning sample, so that held-out queries keep it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...errors import InputError
+from ...sparse import SparseVectors
+from ..approx import TARGETS, TUNE_K, Plan, recall_at
+
+QUERY_TERMS = (4, 8, 12, 16, 24, 32, 48, 64, 96)
+HEAP_FACTORS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
+MARGIN = 0.01
+
+
+def _sample_queries(index, queries, sample: int, seed: int = 0):
+    """(term ids, weights) per query, and per query the id to leave out (its own document) or None."""
+    if queries is not None:
+        qs = index._queries(queries)
+        if not qs:
+            raise InputError("tune needs at least one query")
+        rng = np.random.default_rng(seed)
+        pick = sorted(rng.choice(len(qs), size=min(sample, len(qs)), replace=False).tolist())
+        return [qs[i] for i in pick], [None] * len(pick)
+    ids = index.ids()
+    if len(ids) < 2 * TUNE_K:
+        raise InputError(f"tune needs at least {2 * TUNE_K} documents in the index, it has {len(ids)}")
+    rng = np.random.default_rng(seed)
+    pick = [ids[i] for i in sorted(rng.choice(len(ids), size=min(sample, len(ids)), replace=False).tolist())]
+    v: SparseVectors = index.vectors(pick)
+    return [v.row(i) for i in range(len(v))], pick
+
+
+def measure_grid(index, qs, drops, k: int = TUNE_K) -> list[dict]:
+    """Recall and mean cost of every grid point (one thread, the committed snapshot)."""
+    segs, allowed = index._prepare_filter(None)
+
+    def ids(raw):
+        return [segs[si].doc_id(d) for _, si, d in raw]
+
+    exact = [ids(index._top_k(segs, allowed, t, w, k + 1)) for t, w in qs]
+    rows = []
+    for qt in QUERY_TERMS:
+        for hf in HEAP_FACTORS:
+            plan = Plan(qt, hf)
+            rec, work = [], 0
+            t0 = time.perf_counter()
+            for (t, w), e, drop in zip(qs, exact, drops):
+                raw, got = index._approx_top_k(segs, allowed, t, w, k + 1, plan)
+                work += got
+                a = [x for x in ids(raw) if x != drop][:k]
+                rec.append(recall_at(a, [x for x in e if x != drop][:k]))
+            ms = 1000 * (time.perf_counter() - t0) / len(qs)
+            rows.append(
+                {
+                    "query_terms": qt,
+                    "heap_factor": hf,
+                    "recall": float(np.mean(rec)),
+                    "work": work / len(qs),
+                    "ms": ms,
+                }
+            )
+    return rows
+
+
+def choose(grid: list[dict], targets) -> list[dict]:
+    """Per target the cheapest grid point reaching target + MARGIN (none: the target is searched exactly)."""
+    table = []
+    for target in sorted(set(targets)):
+        ok = [r for r in grid if r["recall"] >= min(1.0, target + MARGIN)]
+        if ok:
+            best = min(ok, key=lambda r: (r["work"], -r["recall"]))
+            table.append(
+                {
+                    "recall": target,
+                    "query_terms": best["query_terms"],
+                    "heap_factor": best["heap_factor"],
+                    "measured": best["recall"],
+                    "work": best["work"],
+                }
+            )
+    return table
+
+
+def tune(index, recall: float, queries, sample: int) -> dict:
+    """Measure the grid on the committed index and store the table in a new commit; the report."""
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise InputError(f"sample must be a positive integer, got {sample!r}")
+    if isinstance(recall, bool) or not isinstance(recall, (int, float)) or not 0 < recall < 1:
+        raise InputError(f"recall must be a target in (0, 1) such as 0.95, got {recall!r}")
+    index.commit(merge=False)
+    if not any(s.ax is not None for s in index._segments):
+        raise InputError(
+            f"{index.path}: no segment has an approximate structure (created with approx=False?)"
+        )
+    qs, drops = _sample_queries(index, queries, sample)
+    grid = measure_grid(index, qs, drops)
+    table = choose(grid, (*TARGETS, float(recall)))
+    rec = {
+        "k": TUNE_K,
+        "queries": "given" if queries is not None else "documents",
+        "sample": len(qs),
+        "documents": len(index),
+        "tuned": time.time(),
+        "table": table,
+    }
+    index._store_approx(rec)
+    return {**rec, "grid": grid}
