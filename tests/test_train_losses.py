@@ -124,6 +124,43 @@ def _margin_mse_magnitude(q, docs, teacher):
     return float((2 * (m - t).abs() * (s[:, :1] + s[:, 1:] + t.abs())).mean() + ((m - t) ** 2).mean())
 
 
+TOTAL_STEPS = 30  # the schedule the parity tests put both sides at
+
+
+def _st_losses(tiny_mlm, base_loss, step: int, labels: torch.Tensor) -> dict:
+    """SpladeLoss(base_loss(model), query 0.5, document 0.3) of sentence-transformers on QUERIES / DOCS in float64,
+    with its regulariser weights where its scheduler callback puts them at ``step`` of TOTAL_STEPS."""
+    from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
+    from sentence_transformers.sparse_encoder.losses import SpladeLoss
+    from transformers import TrainerState
+
+    st = _st_model(tiny_mlm).to(torch.float64)
+    loss_fn = SpladeLoss(st, base_loss(st), query_regularizer_weight=0.5, document_regularizer_weight=0.3)
+    cb = SpladeRegularizerWeightSchedulerCallback(loss_fn)
+    state = TrainerState(max_steps=TOTAL_STEPS, global_step=step)
+    cb.on_train_begin(None, state, None)
+    cb.on_step_begin(None, state, None)
+    columns = [QUERIES] + [[d[j] for d in DOCS] for j in range(5)]
+    features = [st.preprocess(c) for c in columns]
+    with torch.no_grad():
+        return loss_fn(features, labels)
+
+
+def _our_vectors(tiny_mlm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Our training vectors of QUERIES (4, V) and DOCS (4, 5, V), float64, from the same model."""
+    from spladekit import SpladeEncoder
+    from spladekit.train.batching import _Batcher, encode_for_training
+
+    enc = SpladeEncoder.load(tiny_mlm, mode="fp32")
+    enc.mlm.to(torch.float64).eval()
+    batcher = _Batcher(enc, torch.device("cpu"))
+    flat = [t for ds in DOCS for t in ds]
+    with torch.no_grad():
+        q = encode_for_training(enc, batcher, QUERIES, "query", 512, 64, None, False)
+        d = encode_for_training(enc, batcher, flat, "document", 512, 64, None, False)
+    return q, d.view(4, 5, -1)
+
+
 @pytest.mark.parametrize("step", [0, 3, 10, 25])
 def test_loss_parity_with_sentence_transformers(tiny_mlm, step):
     """margin-MSE and both FLOPS terms equal SpladeLoss(SparseMarginMSELoss, 0.5, 0.3) at the same warm-up state.
@@ -136,49 +173,56 @@ def test_loss_parity_with_sentence_transformers(tiny_mlm, step):
 
     (Gradients are checked against the dense computation in the pooling test; ST 6.2's SpladePooling modifies
     its ReLU output in place, so its own backward pass fails outside its trainer.)"""
-    from sentence_transformers.sparse_encoder.callbacks import SpladeRegularizerWeightSchedulerCallback
-    from sentence_transformers.sparse_encoder.losses import SparseMarginMSELoss, SpladeLoss
-    from transformers import TrainerState
+    from sentence_transformers.sparse_encoder.losses import SparseMarginMSELoss
 
-    from spladekit import SpladeEncoder
-    from spladekit.train.batching import _Batcher, encode_for_training
-
-    st = _st_model(tiny_mlm).to(torch.float64)
-    loss_fn = SpladeLoss(
-        st, SparseMarginMSELoss(st), query_regularizer_weight=0.5, document_regularizer_weight=0.3
-    )
-    total_steps = 30
-    cb = SpladeRegularizerWeightSchedulerCallback(loss_fn)
-    state = TrainerState(max_steps=total_steps, global_step=step)
-    cb.on_train_begin(None, state, None)
-    cb.on_step_begin(None, state, None)
-    columns = [QUERIES] + [[d[j] for d in DOCS] for j in range(5)]
-    features = [st.preprocess(c) for c in columns]
     labels = torch.tensor(SCORES, dtype=torch.float64)
-    with torch.no_grad():
-        ref = loss_fn(features, labels)
-
-    enc = SpladeEncoder.load(tiny_mlm, mode="fp32")
-    enc.mlm.to(torch.float64).eval()
-    batcher = _Batcher(enc, torch.device("cpu"))
-    flat = [t for ds in DOCS for t in ds]
-    with torch.no_grad():
-        q = encode_for_training(enc, batcher, QUERIES, "query", 512, 64, None, False)
-        d = encode_for_training(enc, batcher, flat, "document", 512, 64, None, False)
-    warm = max(1, int(total_steps / 3))
+    ref = _st_losses(tiny_mlm, SparseMarginMSELoss, step, labels)
+    q, d3 = _our_vectors(tiny_mlm)
+    d = d3.reshape(20, -1)
+    warm = max(1, int(TOTAL_STEPS / 3))
     ours = {
-        "base_loss": margin_mse(q, d.view(4, 5, -1), labels),
+        "base_loss": margin_mse(q, d3, labels),
         "document_regularizer_loss": regularizer_weight(step, 0.3, warm) * flops(d),
         "query_regularizer_loss": regularizer_weight(step, 0.5, warm) * flops(q),
     }
     # FLOPS sums squares of means of non-negative weights: nothing cancels, the value is its own magnitude
     magnitude = {k: abs(float(v)) for k, v in ours.items()}
-    magnitude["base_loss"] = _margin_mse_magnitude(q, d.view(4, 5, -1), labels)
+    magnitude["base_loss"] = _margin_mse_magnitude(q, d3, labels)
     assert set(ours) == set(ref)
     assert float(ref["base_loss"]) > 0.01 and float(flops(d)) > 0.01
     for k in ref:
         assert ours[k].dtype == ref[k].dtype == torch.float64, (k, ours[k].dtype, ref[k].dtype)
         assert abs(float(ours[k]) - float(ref[k])) <= 1e-12 * magnitude[k], (k, ours[k], ref[k], magnitude[k])
+    # the card's rows carry margins only: the same loss from them
+    target = labels[:, :1] - labels[:, 1:]
+    assert abs(float(margin_mse(q, d3, target)) - float(ref["base_loss"])) <= 1e-12 * magnitude["base_loss"]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
+def test_listwise_kl_parity_with_sentence_transformers(tiny_mlm, temperature):
+    """Listwise KL equals SpladeLoss(SparseDistillKLDivLoss(temperature)) on the same model and batch within 1e-5
+    (both in float64: measured ~1e-15 apart), from the teacher's scores and from its margins alone.
+
+    The teacher scores are spread ×20 so that the target is far from uniform at every temperature here, and a
+    wrong temperature, reduction (sum, or mean over elements) or direction of the divergence fails by far more
+    than the tolerance."""
+    from sentence_transformers.sparse_encoder.losses import SparseDistillKLDivLoss
+
+    from spladekit.train import distill_kl
+
+    labels = torch.tensor(SCORES, dtype=torch.float64) * 20
+    ref = _st_losses(tiny_mlm, lambda m: SparseDistillKLDivLoss(m, temperature=temperature), 25, labels)
+    q, d3 = _our_vectors(tiny_mlm)
+    ours = distill_kl(q, d3, labels, temperature)
+    assert ours.dtype == ref["base_loss"].dtype == torch.float64
+    assert float(ref["base_loss"]) > 0.05
+    assert abs(float(ours) - float(ref["base_loss"])) <= 1e-5, (float(ours), float(ref["base_loss"]))
+    # margins (positive minus each negative) define the same target distribution: no absolute scores needed
+    from_margins = distill_kl(q, d3, labels[:, :1] - labels[:, 1:], temperature)
+    assert abs(float(from_margins) - float(ref["base_loss"])) <= 1e-5
+    # the check has teeth: the default temperature of the dense loss (1.0) or a plain mean would differ
+    wrong = distill_kl(q, d3, labels, temperature * 2)
+    assert abs(float(wrong) - float(ref["base_loss"])) > 1e-3
 
 
 def test_regularizer_warmup_is_quadratic():

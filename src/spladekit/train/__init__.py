@@ -1,9 +1,9 @@
-"""Training by distillation: margin-MSE + FLOPS (SpladeLoss recipe), InfoNCE, hard-negative mining, teacher
+"""Training by distillation: margin-MSE or listwise KL + FLOPS (SpladeLoss recipe), InfoNCE, hard-negative mining, teacher
 scores, SparseEncoder checkpoints."""
 
 from .checkpoint import save_sparse_encoder
 from .config import TrainConfig, load_config
-from .losses import flops, info_nce, margin_mse, regularizer_weight
+from .losses import distill_kl, flops, info_nce, margin_mse, regularizer_weight
 from .mine import mine_negatives
 from .pooling import naive_max_pool, splade_max_pool
 from .rows import TrainRow, read_rows, write_rows
@@ -24,6 +24,7 @@ __all__ = [
     "read_rows",
     "write_rows",
     "margin_mse",
+    "distill_kl",
     "flops",
     "info_nce",
     "regularizer_weight",

@@ -142,6 +142,21 @@ def teacher_scores(
     return torch.tensor([r.scores[: 1 + n_neg] for r in rows], dtype=dtype, device=device)
 
 
+def teacher_margins(
+    rows: Sequence[TrainRow], n_neg: int, dtype: torch.dtype, device: torch.device | None = None
+) -> torch.Tensor:
+    """Teacher margins (B, n_neg): positive minus each of the first ``n_neg`` negatives, taken from a row's
+    margins or worked out from its scores in ``dtype`` (what every loss here uses: they see differences only)."""
+    out = []
+    for r in rows:
+        if r.scores is not None:
+            s = torch.tensor(r.scores[: 1 + n_neg], dtype=dtype)
+            out.append(s[:1] - s[1:])
+        else:
+            out.append(torch.tensor(r.margins[:n_neg], dtype=dtype))
+    return torch.stack(out).to(device)
+
+
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """``model`` in eval mode (no dropout) inside the block; its training flag is restored afterwards."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
 
-LOSSES = ("margin_mse", "infonce", "margin_mse+infonce")
+LOSSES = ("margin_mse", "infonce", "margin_mse+infonce", "kl", "margin_mse+kl")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # auto: the start model's own query table if it has one (an inference-free folder), else the masked-LM
 QUERY_SIDES = ("auto", "mlm", "idf", "table")
@@ -16,7 +17,8 @@ QUERY_SIDES = ("auto", "mlm", "idf", "table")
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Paths are relative to the current directory.
+    """Everything a training run needs. Paths are relative to the current directory; ``train_data`` may also be a
+    Hugging Face dataset id.
 
     Defaults follow the splade-mini card: SpladeLoss(SparseMarginMSELoss, query 0.5, document 0.3), batch 48,
     lr 8e-5, 6 epochs, cosine schedule with warm-up ratio 0.025, AdamW, seed 42, mixed precision where supported,
@@ -32,6 +34,10 @@ class TrainConfig:
         1.0  # multiply teacher scores; "auto" = match the initial student's margin spread; "lsq" = least squares
     )
     infonce_weight: float = 1.0  # weight of InfoNCE when loss = "margin_mse+infonce"
+    # listwise KL over the positive and all negatives (sentence-transformers' SparseDistillKLDivLoss, whose default
+    # temperature is 2.0); kl_weight weighs it when loss = "margin_mse+kl"
+    kl_temperature: float = 2.0
+    kl_weight: float = 1.0
     infonce_scale: float = 1.0  # logits = scale · dot product (1.0 suits SPLADE's unnormalised dot products)
     query_regularizer_weight: float = 0.5
     document_regularizer_weight: float = 0.3
@@ -50,12 +56,16 @@ class TrainConfig:
     warmup_ratio: float = 0.025
     scheduler: str = "cosine"  # cosine | linear | constant
     max_grad_norm: float = 1.0
+    # run each step's batch as this many micro-batches, gradients summed: the same step with less memory (as in
+    # transformers' Trainer, FLOPS and InfoNCE then see each micro-batch; margin-MSE and KL are exact)
+    gradient_accumulation: int = 1
     dropout: bool = True  # the model's dropout during training (off: train in eval mode)
     seed: int = 42
     precision: str = "auto"  # transformer autocast: auto = fp16 on GPU, fp32 on CPU (head screen is bf16)
     max_steps: int | None = None  # stop early (tests, timing runs); the schedule still spans all epochs
     max_minutes: float | None = None  # training-time budget (evaluation excluded); stops with a checkpoint
     # data
+    train_split: str = "train"  # the split read when train_data is a Hugging Face dataset id
     max_query_length: int = 64
     max_doc_length: int = 256
     num_negatives: int | None = None  # use the first N negatives of each row (None = all; rows must agree)
@@ -84,7 +94,9 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check values early, with one clear line per problem."""
         if not self.train_data:
-            raise InputError("config: 'train_data' (a JSONL file of training rows) is required")
+            raise InputError(
+                "config: 'train_data' (a JSONL or parquet file of training rows, or a dataset id) is required"
+            )
         if self.loss not in LOSSES:
             raise InputError(f"config: unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
@@ -95,13 +107,28 @@ class TrainConfig:
             raise InputError(f"config: unknown scheduler {self.scheduler!r}: use cosine, linear or constant")
         if self.regularizer_schedule not in ("quadratic", "linear"):
             raise InputError("config: regularizer_schedule must be 'quadratic' or 'linear'")
-        for name in ("epochs", "batch_size", "max_query_length", "max_doc_length", "doc_micro_batch"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "max_query_length",
+            "max_doc_length",
+            "doc_micro_batch",
+            "gradient_accumulation",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise InputError(f"config: {name} must be a positive integer")
         if not (self.learning_rate > 0):
             raise InputError("config: learning_rate must be positive")
         if not (0 <= self.warmup_ratio < 1) or not (0 < self.regularizer_warmup_ratio <= 1):
             raise InputError("config: warmup_ratio must be in [0, 1) and regularizer_warmup_ratio in (0, 1]")
+        if self.gradient_accumulation > self.batch_size:
+            raise InputError(
+                "config: gradient_accumulation cannot exceed batch_size (each micro-batch needs a row)"
+            )
+        for name in ("kl_temperature", "kl_weight", "infonce_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
+                raise InputError(f"config: {name} must be a positive number")
         if isinstance(self.teacher_scale, str) and self.teacher_scale not in ("auto", "lsq"):
             raise InputError("config: teacher_scale must be a number, 'auto' or 'lsq'")
         if not isinstance(self.holdout_queries, int) or self.holdout_queries < 0:

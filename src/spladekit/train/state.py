@@ -38,6 +38,7 @@ class RunState:
     screen: bool
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    scaler: Any  # torch.amp.GradScaler: on for fp16 autocast, a pass-through otherwise
     steps_per_epoch: int
     teacher_scale: float | str
     resumed: bool = False
@@ -85,6 +86,7 @@ class RunState:
             {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "step": self.step,
                 "history": self.history,
                 "best_value": self.best_value,
@@ -101,6 +103,8 @@ class RunState:
         """Continue from a checkpoint's ``trainer_state.pt``: optimiser, schedule, step, history, RNG states."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # checkpoints from before mixed-precision scaling have none
+            self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.best_value = float(state["best_value"])

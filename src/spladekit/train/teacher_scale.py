@@ -6,7 +6,7 @@ import torch
 
 from ..errors import InputError
 from . import losses
-from .batching import _Batcher, encode_rows, eval_mode, teacher_scores
+from .batching import _Batcher, encode_rows, eval_mode, teacher_margins
 from .config import TrainConfig
 from .rows import TrainRow
 
@@ -36,7 +36,7 @@ def fit_teacher_scale(
     q, d = encode_rows(enc, batcher, sample, n_neg, cfg, 64, amp, screen)
     s = losses.dot_scores(q, d.view(len(sample), 1 + n_neg, -1))
     student = losses.margins(s).flatten().double()
-    teacher = losses.margins(teacher_scores(sample, n_neg, torch.float64)).flatten()
+    teacher = teacher_margins(sample, n_neg, torch.float64).flatten()
     if method == "lsq":
         denom = float((teacher * teacher).sum())
         if denom == 0:

@@ -1,4 +1,5 @@
-"""The training loop: SPLADE distillation (margin-MSE + FLOPS) and/or in-batch contrastive training.
+"""The training loop: SPLADE distillation (margin-MSE and/or listwise KL, + FLOPS) and/or in-batch contrastive
+training.
 
 ``train`` sets a run up (``_setup``), runs its epochs step by step (``_run_epoch``, ``_train_step``) and at each
 epoch end evaluates, checkpoints and keeps the best (``_end_epoch``). What those steps use lives beside it:
@@ -28,7 +29,7 @@ from .batching import (
     autocast_dtype,
     encode_for_training,
     encode_rows,
-    teacher_scores,
+    teacher_margins,
     training_device,
 )
 from .checkpoint import load_state, move_into_place, partial_path, write_json
@@ -38,6 +39,7 @@ from .optim import build_optimizer, build_scheduler
 from .plots import plot_history
 from .query_table import TrainableQueryTable, start_table
 from .rows import TrainRow, prepare_rows
+from .start_model import start_model
 from .state import RunState
 from .teacher_scale import SCALE_ROWS, fit_teacher_scale, resolve_teacher_scale
 
@@ -84,7 +86,7 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
     if holdout:  # which queries judged the run (they are drawn with split_seed, not the training seed)
         (out_dir / "holdout_queries.json").write_text(json.dumps(holdout) + "\n")
     state = load_state(cfg.resume_from) if cfg.resume_from else None
-    enc = SpladeEncoder.load(cfg.resume_from or cfg.model, mode="fp32")
+    enc = SpladeEncoder.load(cfg.resume_from or start_model(cfg.model), mode="fp32")
     enc.mlm.to(device)
     table = start_table(cfg, enc, rows, state is not None, log)
     query_table = TrainableQueryTable(table, cfg.max_query_length).to(device) if table is not None else None
@@ -96,6 +98,7 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
         )
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     optimizer = build_optimizer(cfg, enc.mlm, query_table)
+    amp = autocast_dtype(cfg, device)
     run = RunState(
         cfg=cfg,
         log=log,
@@ -107,7 +110,8 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
         enc=enc,
         batcher=_Batcher(enc, device, query_table),
         device=device,
-        amp=autocast_dtype(cfg, device),
+        amp=amp,
+        scaler=torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
         screen=device.type == "cpu" and cpu_supports_bf16(),
         optimizer=optimizer,
         scheduler=build_scheduler(cfg, optimizer, steps_per_epoch * cfg.epochs),
@@ -122,18 +126,50 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
     return run
 
 
-def _train_step(run: RunState, batch: list[TrainRow]) -> tuple[dict, list[str]]:
-    """One optimiser step on ``batch``; returns the step's record and the names of its loss terms."""
+def _micro_batches(batch: list[TrainRow], k: int) -> list[list[TrainRow]]:
+    """``batch`` cut into ``k`` contiguous parts of near-equal size (empty parts dropped: a short last batch)."""
+    bounds = [round(i * len(batch) / k) for i in range(k + 1)]
+    return [batch[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _batch_loss(run: RunState, batch: list[TrainRow], wq: float, wd: float) -> tuple[torch.Tensor, dict]:
+    """The loss of ``batch`` (differentiable) and its parts: each loss term, both FLOPS terms, active dims."""
     cfg = run.cfg
     q, d = encode_rows(run.enc, run.batcher, batch, run.n_neg, cfg, 256, run.amp, run.screen)
     d3 = d.view(len(batch), 1 + run.n_neg, -1)
     parts: dict[str, torch.Tensor] = {}
-    if cfg.loss in ("margin_mse", "margin_mse+infonce"):
-        t = teacher_scores(batch, run.n_neg, torch.float32, run.device)
-        parts["margin_mse"] = losses.margin_mse(q, d3, t * run.teacher_scale)
+    if cfg.loss != "infonce":  # margins: every distillation loss sees score differences only
+        t = teacher_margins(batch, run.n_neg, torch.float32, run.device) * run.teacher_scale
+    if cfg.loss in ("margin_mse", "margin_mse+infonce", "margin_mse+kl"):
+        parts["margin_mse"] = losses.margin_mse(q, d3, t)
+    if cfg.loss in ("kl", "margin_mse+kl"):
+        w = cfg.kl_weight if cfg.loss != "kl" else 1.0
+        parts["kl"] = w * losses.distill_kl(q, d3, t, cfg.kl_temperature)
     if cfg.loss in ("infonce", "margin_mse+infonce"):
         w = cfg.infonce_weight if cfg.loss != "infonce" else 1.0
         parts["infonce"] = w * losses.info_nce(q, d3, cfg.infonce_scale)
+    # a table query costs a lookup whatever its weights: FLOPS regularises documents only
+    fq = losses.flops(q) if run.batcher.query_table is None else torch.zeros((), device=q.device)
+    fd = losses.flops(d)
+    loss = sum(parts.values()) + wq * fq + wd * fd
+    if not torch.isfinite(loss):
+        raise InputError(f"step {run.step}: loss is {loss.item()} (lower learning_rate or teacher_scale)")
+    info = {k: float(v.detach()) for k, v in parts.items()}
+    info.update(
+        loss=float(loss.detach()),
+        base=float(sum(parts.values()).detach()),
+        flops_q=float(fq.detach()),
+        flops_d=float(fd.detach()),
+        q_dims=float((q.detach() > 0).sum(1).float().mean()),
+        d_dims=float((d.detach() > 0).sum(1).float().mean()),
+    )
+    return loss, info
+
+
+def _train_step(run: RunState, batch: list[TrainRow]) -> tuple[dict, list[str]]:
+    """One optimiser step on ``batch`` (in ``gradient_accumulation`` micro-batches, each weighted by its share of
+    the rows); returns the step's record and the names of its loss terms."""
+    cfg = run.cfg
     table = run.batcher.query_table
     wq, wd = (
         losses.regularizer_weight(run.step, weight, run.reg_warmup, cfg.regularizer_schedule)
@@ -142,36 +178,33 @@ def _train_step(run: RunState, batch: list[TrainRow]) -> tuple[dict, list[str]]:
             cfg.document_regularizer_weight,
         )
     )
-    # a table query costs a lookup whatever its weights: FLOPS regularises documents only
-    fq = losses.flops(q) if table is None else torch.zeros((), device=q.device)
-    fd = losses.flops(d)
-    loss = sum(parts.values()) + wq * fq + wd * fd
-    if not torch.isfinite(loss):
-        raise InputError(f"step {run.step}: loss is {loss.item()} (lower learning_rate or teacher_scale)")
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    rec: dict = {}
+    for part in _micro_batches(batch, cfg.gradient_accumulation):
+        share = len(part) / len(batch)
+        loss, info = _batch_loss(run, part, wq, wd)
+        run.scaler.scale(loss * share).backward()  # fp16 on a GPU: scaled so small gradients do not underflow
+        for k, v in info.items():
+            rec[k] = rec.get(k, 0.0) + share * v
     if cfg.max_grad_norm:
+        run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.enc.mlm.parameters(), cfg.max_grad_norm)
-    run.optimizer.step()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
     run.scheduler.step()
     run.step += 1
-    rec = {k: float(v.detach()) for k, v in parts.items()}
+    terms = [k for k in ("margin_mse", "kl", "infonce") if k in rec]
     rec.update(
         step=run.step,
-        loss=float(loss.detach()),
-        base=float(sum(parts.values()).detach()),
-        flops_q=float(fq.detach()),
-        flops_d=float(fd.detach()),
         w_q=wq,
         w_d=wd,
-        q_dims=float((q.detach() > 0).sum(1).float().mean()),
-        d_dims=float((d.detach() > 0).sum(1).float().mean()),
         lr=run.scheduler.get_last_lr()[0],
         **({"lr_table": run.scheduler.get_last_lr()[-1]} if table is not None else {}),
-        seconds=round(time.perf_counter() - run.t_start, 1),
-        train_seconds=round(run.train_seconds(), 1),
+        # to the ms: step times are read from these (bench/train_speed.py)
+        seconds=round(time.perf_counter() - run.t_start, 3),
+        train_seconds=round(run.train_seconds(), 3),
     )
-    return rec, list(parts)
+    return rec, terms
 
 
 def _record_step(run: RunState, rec: dict, terms: list[str]) -> None:
