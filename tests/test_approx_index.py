@@ -63,7 +63,7 @@ def tuned(light_encoder, tmp_path_factory, corpus):
     idx.commit()
     idx.add_vectors(ids[half:], corpus[np.arange(half, N)], metadata=[{"g": i % 2} for i in range(half, N)])
     idx.commit()
-    rep = idx.tune(sample=200)
+    rep = idx.tune(sample=200, exact_if_faster=False)  # approximate rows even where exact is faster
     yield idx, rep
     idx.close()
 
@@ -105,7 +105,8 @@ def test_approximate_path_really_prunes(tuned, corpus):
 def test_tune_stores_a_row_per_target_and_recall_holds_on_held_out_queries(tuned, corpus):
     idx, rep = tuned
     table = {r["recall"]: r for r in rep["table"]}
-    assert {0.9, 0.95} <= set(table)
+    assert {0.9, 0.95} <= set(table) and rep["grid"][0]["query_terms"] is None  # row 0: exact search
+    assert all(idx._approx_plan(t) is not None for t in (0.9, 0.95))
     assert table[0.9]["work"] <= table[0.95]["work"]
     again = Index.open(idx.path)  # the table is stored in the index
     assert again._manifest["approx"]["table"] == rep["table"]
@@ -122,7 +123,7 @@ def test_adds_and_deletes_after_tuning_keep_recall(light_encoder, tmp_path, corp
     idx = Index.create(tmp_path / "idx", encoder=light_encoder)
     idx.add_vectors([f"d{i}" for i in range(N)], corpus[np.arange(N)])
     idx.commit()
-    idx.tune(sample=200)
+    idx.tune(sample=200, exact_if_faster=False)
     idx.add_vectors([f"d{i}" for i in range(N, N + 1000)], corpus[np.arange(N, N + 1000)])
     dead = [f"d{i}" for i in range(0, N, 5)]
     idx.delete(dead)
@@ -157,6 +158,21 @@ def test_commit_merge_and_reopen_keep_the_structure(light_encoder, tmp_path, cor
     assert all("d3" not in ids for ids in merged)
     assert all(len(r) == 10 for r in before)
     again.close()
+
+
+def test_tune_leaves_targets_exact_when_exact_search_is_faster(tuned):
+    from spladekit.index.local.tuning import choose
+
+    grid = [
+        {"query_terms": None, "heap_factor": None, "recall": 1.0, "work": None, "ms": 1.0},
+        {"query_terms": 8, "heap_factor": 1.0, "recall": 0.93, "work": 100.0, "ms": 0.5},
+        {"query_terms": 16, "heap_factor": 2.0, "recall": 0.97, "work": 300.0, "ms": 1.5},
+    ]
+    assert [(r["recall"], r["query_terms"]) for r in choose(grid, (0.9, 0.95, 0.99))] == [(0.9, 8)]
+    slow = [(r["recall"], r["query_terms"]) for r in choose(grid, (0.9, 0.95, 0.99), exact_if_faster=False)]
+    assert slow == [(0.9, 8), (0.95, 16)]
+    idx, _ = tuned
+    assert idx._approx_plan(0.999) is None  # above every stored row: exact
 
 
 def test_filter_falls_back_to_exact(tuned, corpus):

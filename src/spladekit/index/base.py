@@ -375,7 +375,9 @@ class Index(QueryInput, LexicalDefaults, abc.ABC):
         structure always does)."""
         return None
 
-    def tune(self, recall: float = 0.95, queries=None, sample: int = 200) -> dict:
+    def tune(
+        self, recall: float = 0.95, queries=None, sample: int = 200, exact_if_faster: bool = True
+    ) -> dict:
         """Measure recall@10 against exact search for a grid of approximate knobs, on ``sample`` documents of
         the index used as queries (or on ``queries``), and store the cheapest setting reaching each target."""
         raise InputError(

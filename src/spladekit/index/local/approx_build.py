@@ -29,6 +29,7 @@ NAMES = ("tblk", "bptr", "bdocs", "sptr", "sterms", "sq", "sscale", "fptr", "fte
 FILES = tuple(f"ax_{n}.npy" for n in NAMES)
 LAM_MIN = 256  # a term keeps at least this many postings (all of them in small segments)
 DOC_CUT = 16  # terms per document vector used to cluster a list
+SUM_CUT = 32  # terms per document vector that summaries are built from (the heaviest carry a block's maxima)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ class BuildSettings:
     block: int = 16
     alpha: float = 0.5
     cluster: bool = True
+    summary_max: int = 48  # entries a summary keeps at most (after the alpha cut)
 
     def record(self) -> dict:
-        return {"lam": self.lam, "block": self.block, "alpha": self.alpha, "cluster": self.cluster}
+        return {**self.__dict__}
 
     @classmethod
     def from_record(cls, rec: dict | None) -> BuildSettings:
@@ -74,10 +76,10 @@ def _doc_tops(indptr, indices, data, cut):
 
 
 @nb.njit(cache=True, nogil=True)
-def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, seed):
+def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, smax, seed):
     n = len(indptr) - 1
     np.random.seed(seed)
-    tt, tw = _doc_tops(indptr, indices, data, DOC_CUT)
+    tt, tw = _doc_tops(indptr, indices, data, SUM_CUT)
     tblk = np.zeros(dim + 1, np.int64)
     bptr = np.zeros(1024, np.int64)
     bdocs = np.empty(1024, np.uint32)
@@ -135,6 +137,8 @@ def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, al
                     u = tt[d, a]
                     if u < 0:
                         break
+                    if u == t:  # every document of the list has it: it cannot tell centroids apart
+                        continue
                     x = head[u]
                     while x >= 0:
                         c = ent_c[x]
@@ -147,6 +151,8 @@ def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, al
                     u = tt[d, a]
                     if u < 0:
                         break
+                    if u == t:
+                        continue
                     x = head[u]
                     while x >= 0:
                         acc[ent_c[x]] = 0
@@ -172,14 +178,17 @@ def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, al
                 bdocs[nd] = kd[o[j]]
                 nd += 1
                 j += 1
-            # summary: per-term max over the block's documents, pruned to alpha of its mass
+            # summary: per-term max over the block's documents (their SUM_CUT heaviest terms), pruned to alpha of
+            # its mass and to smax entries
             nt = 0
             total = 0.0
             for q in range(j0, j):
                 d = kd[o[q]]
-                for p in range(indptr[d], indptr[d + 1]):
-                    u = indices[p]
-                    w = data[p]
+                for a in range(SUM_CUT):
+                    u = tt[d, a]
+                    if u < 0:
+                        break
+                    w = tw[d, a]
                     if w <= 0:
                         continue
                     if mx[u] == 0:
@@ -194,7 +203,7 @@ def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, al
             so = np.argsort(-vals, kind="mergesort")
             keepn = 0
             run = 0.0
-            while keepn < nt and run < alpha * total:
+            while keepn < nt and keepn < smax and run < alpha * total:
                 run += vals[so[keepn]]
                 keepn += 1
             kt = np.sort(touched[so[:keepn]])
@@ -245,6 +254,7 @@ def build(
         int(settings.block),
         float(settings.alpha),
         bool(settings.cluster),
+        int(settings.summary_max),
         0,
     )
     tdt = np.uint16 if dim <= 1 << 16 else np.int32

@@ -242,14 +242,17 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             return None
         return plan_for(target, (self._manifest.get("approx") or {}).get("table"))
 
-    def tune(self, recall: float = 0.95, queries=None, sample: int = 200) -> dict:
+    def tune(
+        self, recall: float = 0.95, queries=None, sample: int = 200, exact_if_faster: bool = True
+    ) -> dict:
         """Measure recall@10 against exact search for a grid of query-time knobs, on ``sample`` documents of the
         index used as queries (or on ``queries``), and store the cheapest setting reaching each target (0.9, 0.95,
-        0.99 and ``recall``) in a new commit. Returns the stored table and the whole grid."""
+        0.99 and ``recall``) in a new commit. A target whose cheapest setting is slower than exact search gets no
+        row (it is searched exactly) unless ``exact_if_faster`` is False. Returns the table and the whole grid."""
         from .tuning import tune
 
         with self._wlock:
-            return tune(self, recall, queries, sample)
+            return tune(self, recall, queries, sample, exact_if_faster)
 
     def _store_approx(self, record: dict) -> None:
         """Commit a new tuning table (the write lock is taken)."""

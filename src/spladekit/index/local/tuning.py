@@ -3,8 +3,9 @@ and per recall target the cheapest setting that reaches it, stored in the manife
 
 Queries are the given ones, or ``sample`` documents of the index itself: a document used as a query is left out
 of both result lists (it would be found trivially). Cost is the entries a search reads (summaries and forward
-postings), counted by the kernel: deterministic, unlike timings on a shared machine. A setting must reach the
-target plus ``MARGIN`` on the tuning sample, so that held-out queries keep it.
+postings), counted by the kernel: deterministic, unlike timings on a shared machine; only the comparison with
+exact search is timed (a target whose cheapest setting is slower than exact search is searched exactly). A
+setting must reach the target plus ``MARGIN`` on the tuning sample, so that held-out queries keep it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from ...errors import InputError
 from ...sparse import SparseVectors
 from ..approx import TARGETS, TUNE_K, Plan, recall_at
 
-QUERY_TERMS = (4, 8, 12, 16, 24, 32, 48, 64, 96)
-HEAP_FACTORS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
+QUERY_TERMS = (4, 8, 16, 32, 64)
+HEAP_FACTORS = (0.9, 1.0, 1.5, 2.0, 3.0, 5.0)
 MARGIN = 0.01
 
 
@@ -41,14 +42,17 @@ def _sample_queries(index, queries, sample: int, seed: int = 0):
 
 
 def measure_grid(index, qs, drops, k: int = TUNE_K) -> list[dict]:
-    """Recall and mean cost of every grid point (one thread, the committed snapshot)."""
+    """Recall, mean cost and time of every grid point (one thread, the committed snapshot); the first row is exact
+    search (its time, for ``choose``)."""
     segs, allowed = index._prepare_filter(None)
 
     def ids(raw):
         return [segs[si].doc_id(d) for _, si, d in raw]
 
+    t0 = time.perf_counter()
     exact = [ids(index._top_k(segs, allowed, t, w, k + 1)) for t, w in qs]
-    rows = []
+    rows = [{"query_terms": None, "heap_factor": None, "recall": 1.0, "work": None}]
+    rows[0]["ms"] = 1000 * (time.perf_counter() - t0) / len(qs)
     for qt in QUERY_TERMS:
         for hf in HEAP_FACTORS:
             plan = Plan(qt, hf)
@@ -72,13 +76,17 @@ def measure_grid(index, qs, drops, k: int = TUNE_K) -> list[dict]:
     return rows
 
 
-def choose(grid: list[dict], targets) -> list[dict]:
-    """Per target the cheapest grid point reaching target + MARGIN (none: the target is searched exactly)."""
+def choose(grid: list[dict], targets, exact_if_faster: bool = True) -> list[dict]:
+    """Per target the cheapest grid point reaching target + MARGIN; none (the target is searched exactly) when no
+    point does, or when the cheapest is slower than exact search itself (grid[0], timed on the same queries)."""
     table = []
+    exact_ms = grid[0]["ms"]
     for target in sorted(set(targets)):
-        ok = [r for r in grid if r["recall"] >= min(1.0, target + MARGIN)]
+        ok = [r for r in grid[1:] if r["recall"] >= min(1.0, target + MARGIN)]
         if ok:
             best = min(ok, key=lambda r: (r["work"], -r["recall"]))
+            if exact_if_faster and best["ms"] >= exact_ms:
+                continue
             table.append(
                 {
                     "recall": target,
@@ -91,7 +99,7 @@ def choose(grid: list[dict], targets) -> list[dict]:
     return table
 
 
-def tune(index, recall: float, queries, sample: int) -> dict:
+def tune(index, recall: float, queries, sample: int, exact_if_faster: bool = True) -> dict:
     """Measure the grid on the committed index and store the table in a new commit; the report."""
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
         raise InputError(f"sample must be a positive integer, got {sample!r}")
@@ -104,7 +112,7 @@ def tune(index, recall: float, queries, sample: int) -> dict:
         )
     qs, drops = _sample_queries(index, queries, sample)
     grid = measure_grid(index, qs, drops)
-    table = choose(grid, (*TARGETS, float(recall)))
+    table = choose(grid, (*TARGETS, float(recall)), exact_if_faster)
     rec = {
         "k": TUNE_K,
         "queries": "given" if queries is not None else "documents",
