@@ -113,7 +113,7 @@ def test_folder_marker_and_graph(exported, onnx_enc, encoder):
     assert meta["vocab_size"] == 30522 and meta["opset"] >= 14 and meta["check_max_abs_diff"] <= ATOL
     assert {"torch", "onnx", "onnxruntime", "spladekit"} <= set(meta["versions"])
     # the same identity as the torch encoder: an index built by one is searched with the other
-    info, ref = onnx_enc.info(), encoder.info()
+    info, ref = onnx_enc.identity(), encoder.identity()
     assert {k: v for k, v in info.items() if k != "path"} == {k: v for k, v in ref.items() if k != "path"}
     assert info["path"] == str(exported) and onnx_enc.vocab == encoder.vocab
     # the graph: int64 inputs with dynamic batch and length; 1-d COO outputs, never B × L × V logits

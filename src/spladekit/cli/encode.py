@@ -53,7 +53,7 @@ def inspect_cmd(
         min_width=44,
         title=f"{'query' if query else 'document'}: {active} active terms ({enc.name})",
         caption=(f"truncated at {enc.max_length} tokens; " if truncated else "")
-        + f"encoder: {type(enc).__name__}",
+        + f"encoder: {type(enc).__name__}, {enc.compute_path()}",
     )
     table.add_column("term")
     table.add_column("weight", justify="right")
@@ -83,6 +83,11 @@ def encode_cmd(
         help="Torch threads (default: all cores; with --ray: per worker, default 1).",
         min=1,
     ),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        help="cpu, cuda, cuda:N or auto (CUDA when there is one); pooling runs on the device.",
+    ),
     chunk: int = typer.Option(
         None,
         "--chunk",
@@ -111,6 +116,8 @@ def encode_cmd(
         raise InputError("--long-docs, --window and --stride apply to documents; queries are truncated")
     settings = check_long_docs(long_docs, window, stride) if given else None
     if use_ray:
+        if device != "cpu":
+            raise InputError("--device applies to local encoding; Ray workers encode on their CPUs")
         from ..scale.ray_encode import encode_with_ray
         from ..scale.slices import DEFAULT_SHARD_SIZE
 
@@ -130,6 +137,9 @@ def encode_cmd(
         return
     if address is not None:
         raise InputError("--address needs --ray")
+    from ..encode.device import resolve_device
+
+    resolve_device(device)  # a bad --device is refused before any file is read
     if settings is not None and settings.strategy == "passages":
         raise InputError("--long-docs passages writes a row per passage: it needs --ray (parquet shards)")
     if source_kind(input) == "shards":
@@ -145,7 +155,7 @@ def encode_cmd(
     from ..encode import SpladeEncoder
     from ..io import atomic_writer
 
-    enc = SpladeEncoder.load(model, mode=mode, threads=threads)
+    enc = SpladeEncoder.load(model, mode=mode, threads=threads, device=device)
     settings = enc.document_settings(settings)  # checked against the model's max length
     truncated = windowed = 0
     with atomic_writer(output) as f, tqdm(total=len(records), desc="encoding", unit="text") as bar:

@@ -159,7 +159,12 @@ class EncoderBase:
         return self._weights_hash
 
     def info(self) -> dict:
-        """Identity and settings, as recorded in indexes and evaluation reports."""
+        """Identity and settings (``identity()``), with the compute path this machine runs."""
+        return {**self.identity(), "compute": self.compute_path()}
+
+    def identity(self) -> dict:
+        """The model's identity and settings, as recorded in indexes and evaluation reports: two encoders with
+        the same identity give the same vectors (within float tolerance), whatever kernels each machine runs."""
         return {
             "name": self.name,
             "path": str(self.spec.root),
@@ -172,6 +177,11 @@ class EncoderBase:
             "long_docs": self.long_docs.record(),
             "query_side": self.query_table.record() if self.query_table is not None else {"kind": "mlm"},
         }
+
+    def compute_path(self, mode: Mode | None = None) -> str:
+        """Which computation ``mode`` runs on this machine, and why (``info()["compute"]``, ``spladekit inspect``);
+        it describes the machine, not the model, so indexes do not record it."""
+        return f"{mode or self.mode}: fp32 ({type(self).__name__})"
 
     # ------------------------------------------------------------------ inference-free query side
     @property

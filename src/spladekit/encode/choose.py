@@ -64,7 +64,7 @@ def model_record(enc, long_docs=None) -> dict:
     ``long_docs`` (a strategy name or ``LongDocs``; None: the encoder's own) is checked against the model."""
     from .lite import LiteEncoder
 
-    info = dict(enc.info())
+    info = enc.identity()  # this machine's kernels (``info()["compute"]``) are not the model's identity
     if isinstance(enc, LiteEncoder):
         info["mode"] = "exact"
     info["long_docs"] = enc.document_settings(long_docs).record()

@@ -13,17 +13,9 @@ import torch
 from ..errors import InputError, ModelLoadError, first_line
 from . import pooling
 from .base import EMPTY_ROW, EncoderBase, EncodeReport, Mode, check_mode, check_threads, sparsify
+from .device import cpu_supports_bf16, resolve_device
 from .loading import BUNDLED_NAME, ModelSpec, read_spec, resolve_model
 from .threads import batch_workers, torch_threads
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX); without them bf16 is slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class SpladeEncoder(EncoderBase):
@@ -43,8 +35,12 @@ class SpladeEncoder(EncoderBase):
         *,
         mode: Mode = "exact",
         threads: int | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
-        self.mlm = model.eval()  # the masked-LM (nn.Module); `model` elsewhere is a name or an info dict
+        self.device = resolve_device(device)
+        self.mlm = model.eval().to(
+            self.device
+        )  # the masked-LM (nn.Module); `model` elsewhere is a name or an info dict
         self.tokenizer = tokenizer
         self.spec = spec
         self.mode = check_mode(mode)
@@ -75,14 +71,22 @@ class SpladeEncoder(EncoderBase):
         mode: Mode = "exact",
         threads: int | None = None,
         max_length: int | None = None,
+        device: str | torch.device | None = None,
     ) -> SpladeEncoder:
         """Load the bundled splade-tiny (no argument), a local model folder, or a hub id (online only).
 
-        ``threads``: torch threads this encoder uses for its calls (default: every core). A folder written by
-        ``spladekit export-model --format onnx`` loads as an ``OnnxEncoder`` (onnxruntime, same vectors)."""
+        ``threads``: torch threads this encoder uses for its calls (default: every core). ``device``: "cpu"
+        (default), "cuda", "cuda:N" or "auto" (CUDA when there is one); on a GPU the same pooling runs on the device.
+        A folder written by ``spladekit export-model --format onnx`` loads as an ``OnnxEncoder`` (onnxruntime, CPU,
+        same vectors)."""
         from .onnx_encoder import is_onnx_folder, load_onnx
 
+        dev = resolve_device(device)
         if is_onnx_folder(name_or_path):
+            if dev.type != "cpu":
+                raise InputError(
+                    f"{name_or_path}: an ONNX folder runs on the CPU (onnxruntime); device {device!r}"
+                )
             return load_onnx(name_or_path, mode=mode, threads=threads, max_length=max_length)  # type: ignore[return-value]
         check_mode(mode)
         check_threads(threads)
@@ -117,7 +121,7 @@ class SpladeEncoder(EncoderBase):
             ) from None
         if spec.do_lower_case is None:
             spec.do_lower_case = bool(getattr(tokenizer, "do_lower_case", False))
-        return cls(model, tokenizer, spec, mode=mode, threads=threads)
+        return cls(model, tokenizer, spec, mode=mode, threads=threads, device=dev)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -132,7 +136,7 @@ class SpladeEncoder(EncoderBase):
     @property
     def head_bias(self) -> torch.Tensor:
         b = self._decoder.bias
-        return b if b is not None else torch.zeros(self.vocab_size)
+        return b if b is not None else torch.zeros(self.vocab_size, device=self.head_weight.device)
 
     def compute_path(self, mode: Mode | None = None) -> str:
         """Which head computation ``mode`` runs on this machine, and why (bench output, issue reports)."""
@@ -141,7 +145,10 @@ class SpladeEncoder(EncoderBase):
         cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else device.type
         if self.spec.pooling_strategy == "sum":
             return f"fp32 sum pooling ({cap})"
-        if mode != "fp32" and (cpu_supports_bf16() or device.type != "cpu"):
+        if device.type != "cpu":
+            skip = ", stopword tokens not pooled" if mode == "fast" else ""
+            return f"{mode}: fp32 head on {device} in vocabulary chunks, no logits tensor{skip}"
+        if mode != "fp32" and cpu_supports_bf16():
             return f"{mode}: bf16 screen with a proven bound, fp32 on the surviving terms ({cap} with bf16)"
         why = "fp32 asked" if mode == "fp32" else "no native bf16 on this CPU, so exact = fp32"
         skip = ", stopword tokens not pooled" if mode == "fast" else ""
@@ -163,7 +170,8 @@ class SpladeEncoder(EncoderBase):
         workers = self.threads or torch.get_num_threads()  # what batch_workers will run with
         chunks = units.batches(batch_size, workers)
         bar = _progress(sum(map(len, chunks)), show_progress, f"encoding {kind}s")
-        with self._lock, torch_threads(self.threads), batch_workers(len(chunks)) as run:
+        parallel = len(chunks) if self.device.type == "cpu" else 1  # a GPU runs batches one after another
+        with self._lock, torch_threads(self.threads), batch_workers(parallel) as run:
             for chunk, weights in zip(
                 chunks, run(lambda c: self._encode_batch([ids[i] for i in c], mode), chunks)
             ):
@@ -212,10 +220,12 @@ class SpladeEncoder(EncoderBase):
         cols = torch.as_tensor(np.asarray(terms, np.int64))
         ids = torch.tensor([list(input_ids)], dtype=torch.long)
         with self._lock, torch_threads(self.threads), torch.no_grad():
+            ids = ids.to(self.device)
             hidden = self.hidden_states(ids, torch.ones_like(ids))[0].float()
+            cols = cols.to(self.device)
             w = self.head_weight.detach().float()[cols]
             out = hidden @ w.T + self.head_bias.detach().float()[cols]
-        return out.numpy().astype(np.float32, copy=False)
+        return out.cpu().numpy().astype(np.float32, copy=False)
 
     def _head_tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(fp32 W^T, bf16 W, bf16 W^T, row norms), rebuilt when the head weights change (e.g. training)."""
@@ -228,13 +238,13 @@ class SpladeEncoder(EncoderBase):
         return self._lowp_cache[1:]
 
     def _encode_batch(self, batch_ids: list[list[int]], mode: str) -> torch.Tensor:
+        """(B, V) float32 weights on the CPU for one batch of token ids; the work runs on ``self.device``."""
         length = max(len(x) for x in batch_ids)
         input_ids = torch.zeros((len(batch_ids), length), dtype=torch.long)
         mask = torch.zeros((len(batch_ids), length), dtype=torch.bool)
         for j, x in enumerate(batch_ids):
             input_ids[j, : len(x)] = torch.tensor(x, dtype=torch.long)
             mask[j, : len(x)] = True
-        hidden = self.hidden_states(input_ids, mask.long())
         head_mask = None
         if mode == "fast" and self.spec.pooling_strategy == "max":
             skip, special = self._skip_tokens()
@@ -242,14 +252,19 @@ class SpladeEncoder(EncoderBase):
             empty = ~(head_mask & ~special[input_ids]).any(dim=1)
             if bool(empty.any()):  # a text of only stopwords/punctuation keeps all its tokens
                 head_mask[empty] = mask[empty]
-        weights = self.pool(hidden, mask, mode, head_mask=head_mask)
+        dev = self.device
+        hidden = self.hidden_states(input_ids.to(dev), mask.long().to(dev))
+        weights = self.pool(
+            hidden, mask.to(dev), mode, head_mask=None if head_mask is None else head_mask.to(dev)
+        )
         if head_mask is not None:
             # A skipped token still scores its own term (one dot product each): "%", "when", "no" keep their
             # weight when they are the token that carries it.
             skipped = mask & ~head_mask
             if bool(skipped.any()):
                 rows, cols = torch.nonzero(skipped, as_tuple=True)
-                terms = input_ids[rows, cols]
+                terms = input_ids[rows, cols].to(dev)
+                rows, cols = rows.to(dev), cols.to(dev)
                 w = self.head_weight.detach().float()
                 own = (hidden[rows, cols].float() * w[terms]).sum(dim=1) + self.head_bias.detach().float()[
                     terms
@@ -257,7 +272,7 @@ class SpladeEncoder(EncoderBase):
                 own = pooling.activate(own, self.spec.activation)
                 flat = weights.view(-1)
                 flat.scatter_reduce_(0, rows * weights.shape[1] + terms, own, reduce="amax")
-        return weights
+        return weights.cpu()
 
     def _skip_tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Vocabulary masks: tokens fast mode does not pool (punctuation-only pieces, English stopwords), specials.
@@ -301,9 +316,10 @@ class SpladeEncoder(EncoderBase):
         act = self.spec.activation
         if self.spec.pooling_strategy == "sum":
             return pooling.masked_sum_activated(hidden, mask, w, b, act)
-        use_bf16 = cpu_supports_bf16() or hidden.device.type != "cpu"
+        if hidden.device.type != "cpu":  # a GPU computes every logit in fp32 fast enough: no screen needed
+            return pooling.activate(pooling.masked_max_logits(hidden.float(), mask, w.float()) + b, act)
         wt, wl, wlt, norms = self._head_tables()
-        if mode == "fp32" or not use_bf16:
+        if mode == "fp32" or not cpu_supports_bf16():
             maxlog = pooling.max_logits(hidden.float(), mask, w.float(), wt) + b
         elif mode == "exact":
             maxlog = pooling.screened_max_logits(
@@ -321,7 +337,7 @@ def _pack_tokens(hidden: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor
     counts = keep.sum(dim=1)
     width = max(int(counts.max()), 1) if keep.numel() else 1
     out = hidden.new_zeros((hidden.shape[0], width, hidden.shape[2]))
-    new_mask = torch.arange(width).unsqueeze(0) < counts.unsqueeze(1)
+    new_mask = torch.arange(width, device=keep.device).unsqueeze(0) < counts.unsqueeze(1)
     out[new_mask] = hidden[keep]
     return out, new_mask
 

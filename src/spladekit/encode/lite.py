@@ -49,6 +49,10 @@ class LiteEncoder(RustTokenizing, EncoderBase):
         return int(self._m.decoder_t.shape[1])
 
     # ------------------------------------------------------------------ encoding
+    def compute_path(self, mode: str | None = None) -> str:
+        """numpy runs the forward pass and the head, fp32; no torch in the process."""
+        return "fp32: numpy forward pass and head (no torch)"
+
     def _check_run_mode(self, mode: str | None) -> str:
         if mode not in (None, "fp32", "exact"):
             raise InputError(

@@ -133,6 +133,10 @@ class OnnxEncoder(RustTokenizing, EncoderBase):
         self.last_report = EncodeReport()
         self._lock = threading.Lock()
 
+    def compute_path(self, mode: str | None = None) -> str:
+        """onnxruntime runs the model and the pooling as one graph; fp32 throughout."""
+        return f"{mode or self.mode}: onnxruntime ({', '.join(self._sess.get_providers())}), pooling in the graph"
+
     @property
     def vocab_size(self) -> int:
         return int(self.meta["vocab_size"])
