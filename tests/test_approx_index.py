@@ -165,8 +165,8 @@ def test_tune_leaves_targets_exact_when_exact_search_is_faster(tuned):
 
     grid = [
         {"query_terms": None, "heap_factor": None, "recall": 1.0, "work": None, "ms": 1.0},
-        {"query_terms": 8, "heap_factor": 1.0, "recall": 0.93, "work": 100.0, "ms": 0.5},
-        {"query_terms": 16, "heap_factor": 2.0, "recall": 0.97, "work": 300.0, "ms": 1.5},
+        {"query_terms": 8, "heap_factor": 1.0, "recall": 0.93, "lower": 0.92, "work": 100.0, "ms": 0.5},
+        {"query_terms": 16, "heap_factor": 2.0, "recall": 0.97, "lower": 0.96, "work": 300.0, "ms": 1.5},
     ]
     assert [(r["recall"], r["query_terms"]) for r in choose(grid, (0.9, 0.95, 0.99))] == [(0.9, 8)]
     slow = [(r["recall"], r["query_terms"]) for r in choose(grid, (0.9, 0.95, 0.99), exact_if_faster=False)]
@@ -243,10 +243,15 @@ def test_cli_tune(light_encoder, tmp_path, corpus):
     idx.add_vectors([f"d{i}" for i in range(600)], corpus[np.arange(600)])
     idx.commit()
     idx.close()
-    r = CliRunner().invoke(app, ["tune", str(path), "--recall", "0.97", "--sample", "50"])
+    r = CliRunner().invoke(app, ["tune", "-i", str(path), "--recall", "0.97", "--sample", "50"])
     assert r.exit_code == 0, r.output
     assert "recall >= 0.97" in r.output
     table = Index.open(path)._manifest["approx"]["table"]
-    assert 0.97 in {row["recall"] for row in table} or "no setting reached" in r.output
-    bad = CliRunner().invoke(app, ["tune", str(path), "--recall", "1.5"])
+    assert 0.97 in {row["recall"] for row in table} or "searches at that target are exact" in r.output
+    r = CliRunner().invoke(app, ["tune", "-i", str(path), "--sample", "50", "--always-approx"])
+    assert r.exit_code == 0, r.output
+    rows = Index.open(path)._manifest["approx"]["table"]
+    assert all(f"{row['lower']:.4f}" in r.output and row["lower"] >= row["recall"] for row in rows)
+    assert rows or "no setting reached it" in r.output
+    bad = CliRunner().invoke(app, ["tune", "-i", str(path), "--recall", "1.5"])
     assert isinstance(bad.exception, InputError) and "--recall must be in (0, 1)" in str(bad.exception)

@@ -136,14 +136,16 @@ def test_inputs_checked_before_anything_loads(tmp_path):
         (["search", "q", "-i", str(missing), "--filter", "type==md"], "use a single '='"),
         (["search", "q", "-i", str(missing), "--filter", "novalue"], "expects key=value"),
         (["search", "q", "-i", str(missing), "--approx", "0"], "(0, 1]"),
+        (["search", "q", "-i", str(missing), "--approx", "1.5"], "recall target in (0, 1] such as 0.95"),
+        (["eval", str(missing), "--approx", "1.5"], "recall target in (0, 1] such as 0.95"),
         (["search", "q", "-i", str(missing)], "no index here"),
         (["index", str(missing), "-i", str(tmp_path / "x")], "no such file or folder"),
     ]:
         r = runner.invoke(app, args)
         assert isinstance(r.exception, SpladekitError), (args, r.output)
         assert message in str(r.exception), (args, str(r.exception))
-    r = runner.invoke(app, ["search", "q", "-i", str(missing), "--approx", "1.5"])
-    assert r.exit_code == 2 and "--approx" in r.output  # click's own range check
+    r = runner.invoke(app, ["search", "--help"])
+    assert "recall@k target in (0, 1]" in " ".join(r.output.split())  # the one rule, the one wording
 
 
 def test_encode_reads_a_folder_and_search_model_check(tmp_path, tiny_mlm):

@@ -57,6 +57,15 @@ def highlight_option():
     return typer.Option(False, "--highlight", help="Show the words behind each match and a snippet.")
 
 
+def approx_option():
+    return typer.Option(
+        None,
+        "--approx",
+        help="Approximate search: recall@k target in (0, 1] against exact search, met through the index's "
+        "tuning table (`spladekit tune`).",
+    )
+
+
 def hybrid_option():
     return typer.Option(
         None,

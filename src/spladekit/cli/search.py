@@ -10,6 +10,7 @@ import typer
 
 from ..errors import InputError
 from .options import (
+    approx_option,
     filter_option,
     highlight_option,
     hybrid_from_args,
@@ -50,13 +51,7 @@ def search_cmd(
     k: int = k_option(),
     filter: list[str] = filter_option(),
     explain: bool = typer.Option(False, "--explain", help="Show the matching terms behind each score."),
-    approx: float = typer.Option(
-        None,
-        "--approx",
-        help="Approximate: keep this share of the query weight, in (0, 1].",
-        min=0.0,
-        max=1.0,
-    ),
+    approx: float = approx_option(),
     model: str = model_option("Model folder or hub id; must be the index's own (default: the index's)."),
     highlight: bool = highlight_option(),
     hybrid: str = hybrid_option(),
@@ -65,12 +60,12 @@ def search_cmd(
     as_json: bool = json_option(),
 ) -> None:
     """Search an index folder (--hybrid: fused with the index's BM25 ranking of the same words)."""
+    from ..index.approx import check_approx
     from ..index.filters import filter_from_args
 
     flt = filter_from_args(filter)  # every input is checked before anything loads
     fusion = hybrid_from_args(hybrid, hybrid_weight, rrf_k)
-    if approx is not None and approx <= 0:
-        raise InputError(f"--approx must be in (0, 1], got {approx}")
+    check_approx(approx)
     t0 = time.perf_counter()
     idx = open_index(index, model)
     enc = idx.query_encoder
@@ -84,7 +79,7 @@ def search_cmd(
         filter=flt,
         explain=explain,
         with_text=True,
-        approx=approx or False,
+        approx=approx if approx is not None else False,
         highlight=highlight,
         hybrid=fusion,
     )

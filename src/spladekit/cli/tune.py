@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .options import json_option
+from .options import index_option, json_option
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def tune_cmd(
-    index: Path = typer.Argument(..., help="Index folder (local backend)."),
+    index: Path = index_option("Index folder (local backend)."),
     queries: Path = typer.Option(
         None, "--queries", help="JSONL queries (BEIR layout) to tune on; default: documents of the index."
     ),
@@ -25,12 +25,19 @@ def tune_cmd(
         0.95, "--recall", help="Recall@10 target, in (0, 1); 0.9, 0.95, 0.99 always."
     ),
     sample: int = typer.Option(200, "--sample", help="Queries (or documents) measured.", min=1),
+    exact_if_faster: bool = typer.Option(
+        True,
+        "--exact-if-faster/--always-approx",
+        help="Search a target exactly when exact search is faster than its cheapest setting (the default), or "
+        "store the approximate setting anyway.",
+    ),
     as_json: bool = json_option("Print the stored table and the grid as JSON."),
 ) -> None:
     """Measure recall@10 against exact search for a grid of approximate-search knobs and store, per recall
     target, the cheapest setting that reaches it; ``search --approx 0.95`` then uses it."""
     from ..data import read_records
     from ..index import Index
+    from ..index.local.tuning import reaches
 
     if not 0 < recall < 1:
         raise InputError(f"--recall must be in (0, 1), got {recall}")
@@ -41,7 +48,7 @@ def tune_cmd(
         texts = [r.full_text for r in read_records(queries, kind="query")]
     with Index.open(index) as idx:
         qs = idx.query_encoder.encode_queries(texts) if texts else None
-        rep = idx.tune(recall=recall, queries=qs, sample=sample)
+        rep = idx.tune(recall=recall, queries=qs, sample=sample, exact_if_faster=exact_if_faster)
     if as_json:
         typer.echo(json.dumps(rep))
         return
@@ -49,8 +56,11 @@ def tune_cmd(
     for row in rep["table"]:
         typer.echo(
             f"  recall >= {row['recall']:.2f}: query_terms {row['query_terms']}, heap_factor {row['heap_factor']} "
-            f"(measured {row['measured']:.4f}, {row['work']:,.0f} entries read a query)"
+            f"(measured {row['measured']:.4f}, lower bound {row['lower']:.4f}, {row['work']:,.0f} entries read "
+            "a query)"
         )
     missing = sorted({0.9, 0.95, 0.99, recall} - {r["recall"] for r in rep["table"]})
     for target in missing:
-        typer.echo(f"  recall >= {target:.2f}: no setting reached it; searches at that target are exact")
+        reached = any(reaches(r, target) for r in rep["grid"][1:])
+        why = "exact search was faster than every setting reaching it" if reached else "no setting reached it"
+        typer.echo(f"  recall >= {target:.2f}: {why}; searches at that target are exact")

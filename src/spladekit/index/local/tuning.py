@@ -4,8 +4,11 @@ and per recall target the cheapest setting that reaches it, stored in the manife
 Queries are the given ones, or ``sample`` documents of the index itself: a document used as a query is left out
 of both result lists (it would be found trivially). Cost is the entries a search reads (summaries and forward
 postings), counted by the kernel: deterministic, unlike timings on a shared machine; only the comparison with
-exact search is timed (a target whose cheapest setting is slower than exact search is searched exactly). A
-setting must reach the target plus ``MARGIN`` on the tuning sample, so that held-out queries keep it.
+exact search is timed (a target whose cheapest setting is slower than exact search is searched exactly).
+
+A setting qualifies for a target when the lower bound of its recall on the sample reaches it (``lower_bound``):
+the mean less the larger of ``MARGIN`` and a one-sided 95% confidence margin (``Z`` standard errors of the
+per-query recalls), so that held-out queries of the same kind keep the target.
 """
 
 from __future__ import annotations
@@ -21,6 +24,20 @@ from ..approx import TARGETS, TUNE_K, Plan, recall_at
 QUERY_TERMS = (4, 8, 16, 32, 64)
 HEAP_FACTORS = (0.9, 1.0, 1.5, 2.0, 3.0, 5.0)
 MARGIN = 0.01
+Z = 1.645  # one-sided 95%
+
+
+def lower_bound(recalls) -> float:
+    """The recall a setting is credited with: the sample mean less max(MARGIN, Z x its standard error)."""
+    r = np.asarray(recalls, np.float64)
+    se = float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 1.0
+    return float(r.mean()) - max(MARGIN, Z * se)
+
+
+def reaches(row: dict, target: float) -> bool:
+    """Whether a grid row qualifies for ``target``: its lower bound reaches it, or its recall on the sample is
+    perfect (no sample can show more)."""
+    return row["lower"] >= target or row["recall"] >= 1.0
 
 
 def _sample_queries(index, queries, sample: int, seed: int = 0):
@@ -69,6 +86,7 @@ def measure_grid(index, qs, drops, k: int = TUNE_K) -> list[dict]:
                     "query_terms": qt,
                     "heap_factor": hf,
                     "recall": float(np.mean(rec)),
+                    "lower": lower_bound(rec),
                     "work": work / len(qs),
                     "ms": ms,
                 }
@@ -77,12 +95,13 @@ def measure_grid(index, qs, drops, k: int = TUNE_K) -> list[dict]:
 
 
 def choose(grid: list[dict], targets, exact_if_faster: bool = True) -> list[dict]:
-    """Per target the cheapest grid point reaching target + MARGIN; none (the target is searched exactly) when no
-    point does, or when the cheapest is slower than exact search itself (grid[0], timed on the same queries)."""
+    """Per target the cheapest grid point whose recall's lower bound reaches it; none (the target is searched
+    exactly) when no point does, or when the cheapest is slower than exact search itself (grid[0], timed on the
+    same queries)."""
     table = []
     exact_ms = grid[0]["ms"]
     for target in sorted(set(targets)):
-        ok = [r for r in grid[1:] if r["recall"] >= min(1.0, target + MARGIN)]
+        ok = [r for r in grid[1:] if reaches(r, target)]
         if ok:
             best = min(ok, key=lambda r: (r["work"], -r["recall"]))
             if exact_if_faster and best["ms"] >= exact_ms:
@@ -93,6 +112,7 @@ def choose(grid: list[dict], targets, exact_if_faster: bool = True) -> list[dict
                     "query_terms": best["query_terms"],
                     "heap_factor": best["heap_factor"],
                     "measured": best["recall"],
+                    "lower": best["lower"],
                     "work": best["work"],
                 }
             )
