@@ -8,6 +8,7 @@ import typer
 
 from ..errors import InputError
 from .options import (
+    approx_option,
     batch_size_option,
     hybrid_from_args,
     hybrid_option,
@@ -57,18 +58,22 @@ def eval_command(
     hybrid: str = hybrid_option(),
     hybrid_weight: float = hybrid_weight_option(),
     rrf_k: int = rrf_k_option(),
+    approx: float | None = approx_option(),
     as_json: bool = json_option("Print metrics.json to stdout instead of the summary."),
 ) -> None:
     """Evaluate a SPLADE model on a BEIR collection next to BM25 and RRF: metrics, sparsity, latency, report.
-    --hybrid adds the index's own hybrid search (the Index.search call a user makes) as one more system."""
+    --hybrid adds the index's own hybrid search (the Index.search call a user makes) as one more system, --approx
+    its approximate search (an index never tuned is tuned on its own documents first)."""
     from ..encode.windows import check_long_docs
     from ..eval import evaluate
     from ..eval.report import LABELS, metrics_json
+    from ..index.approx import check_approx
 
     settings = check_long_docs(long_docs, window, stride)
     fusion = hybrid_from_args(hybrid, hybrid_weight, rrf_k)
-    if fusion is not None and exact:
-        raise InputError("--hybrid evaluates the index's hybrid search: leave --exact out")
+    target = check_approx(approx)
+    if (fusion is not None or target is not None) and exact:
+        raise InputError("--hybrid and --approx evaluate the index's own search: leave --exact out")
 
     out = output or Path(f"eval-{Path(data_dir).resolve().name}-{split}")
 
@@ -89,6 +94,7 @@ def eval_command(
         batch_size=batch_size,
         long_docs=settings,
         hybrid=fusion,
+        approx=target,
         show_progress=not as_json,
         log=log,
     )
@@ -108,6 +114,10 @@ def eval_command(
         + "; "
         f"total {tm['total_s']:.0f} s"
     )
+    if res.report.get("approx"):
+        from ..eval.report import approx_line
+
+        typer.echo(approx_line(res.report["approx"])[2:])
     ld = res.report["long_docs"]
     if "documents_windowed" in ld:
         typer.echo(

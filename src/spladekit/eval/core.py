@@ -13,12 +13,14 @@ import numpy as np
 
 from ..data import BeirCollection, load_beir, sha256_file
 from ..errors import InputError
+from ..index.approx import check_approx
 from ..index.fusion import RRF_K, check_hybrid, reciprocal_rank_fusion
 from ..sparse import SparseVectors
+from .approx import approx_report, approx_run, ensure_tuned
 from .metrics import aggregate, evaluated_queries, measure_definitions, metric_names, per_query_metrics
 from .retrieval import BM25Baseline, Ranking, exact_search, hybrid_run, rank_order
 
-SYSTEMS = ("splade", "bm25", "rrf", "hybrid")
+SYSTEMS = ("splade", "approx", "bm25", "rrf", "hybrid")
 RRF_C = RRF_K
 LATENCY_SAMPLE = 32  # queries timed one by one, end to end (encode + search)
 
@@ -67,6 +69,7 @@ def evaluate(
     corpus_vectors: SparseVectors | None = None,
     long_docs=None,
     hybrid=None,
+    approx: float | bool | None = None,
     show_progress: bool = False,
     log=None,
 ) -> EvalResult:
@@ -88,10 +91,10 @@ def evaluate(
     if retriever not in ("index", "exact"):
         raise InputError(f"unknown retriever {retriever!r}: use 'index' or 'exact'")
     fusion = check_hybrid(hybrid)
-    if fusion is not None and retriever != "index":
-        raise InputError(
-            "hybrid evaluates the index's hybrid search: it needs the index retriever, not exact"
-        )
+    target = check_approx(approx)
+    if (fusion is not None or target is not None) and retriever != "index":
+        what = "hybrid" if fusion is not None else "approx"
+        raise InputError(f"{what} evaluates the index's own search: it needs the index retriever, not exact")
     if not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     if not isinstance(relevance_threshold, int) or relevance_threshold < 1:
@@ -158,6 +161,7 @@ def evaluate(
                 idx.commit()
                 timing["index_build_s"] = time.perf_counter() - t0
         if idx is not None:
+            tuning = ensure_tuned(idx, target, say) if target is not None else None
             index_info = {k_: v for k_, v in idx.info().items() if k_ != "model"}
             if index_dir is None:
                 index_info["path"] = None  # a temporary index, removed after the run
@@ -172,6 +176,12 @@ def evaluate(
             rankings, seconds = hybrid_run(idx, q_texts, k, fusion)
             runs["hybrid"] = dict(zip(qids, rankings))
             lat["hybrid_latency_p50_ms"] = 1000 * float(np.median(seconds))
+        if target is not None:
+            say(f"approximate search (recall@10 target {target}) of {len(qids):,} queries")
+            rankings, seconds = approx_run(idx, queries, k, target)
+            runs["approx"] = dict(zip(qids, rankings))
+            approx_info = approx_report(idx, queries, target, tuning, (rankings, splade_rankings), seconds, k)
+            lat["approx_search_p50_ms"] = approx_info["search_p50_ms"]
     timing.update(lat)
 
     bm25_settings = None
@@ -225,6 +235,7 @@ def evaluate(
         "bm25": bm25_settings,
         "rrf": {"c": RRF_C, "inputs": ["splade", "bm25"]} if bm25 else None,
         "hybrid": {**fusion.record(), "call": "Index.search(text, hybrid=...)"} if fusion else None,
+        "approx": approx_info if target is not None else None,
         "environment": _environment(),
     }
     result = EvalResult(report, runs, per_query, docs, queries)

@@ -15,7 +15,13 @@ from .metrics import metric_names
 if TYPE_CHECKING:
     from .core import EvalResult
 
-LABELS = {"splade": "SPLADE", "bm25": "BM25", "rrf": "RRF(SPLADE, BM25)", "hybrid": "Hybrid (index search)"}
+LABELS = {
+    "splade": "SPLADE",
+    "approx": "SPLADE approx",
+    "bm25": "BM25",
+    "rrf": "RRF(SPLADE, BM25)",
+    "hybrid": "Hybrid (index search)",
+}
 
 
 def trec_run(run: dict[str, list[tuple[str, float]]], tag: str) -> str:
@@ -102,12 +108,26 @@ def markdown_report(result: EvalResult) -> str:
             f"- hybrid: `{h['call']}` with {h['method']} ({how}; depth None = max(k, 100)), over the index's "
             f"BM25 view; one query encoded and searched end to end, p50 {tm['hybrid_latency_p50_ms']:.1f} ms"
         )
+    if r.get("approx"):
+        lines.append(approx_line(r["approx"]))
     env = r["environment"]
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in env.items() if k != "created" and v))
     lines.append(f"- created {env['created']}")
     if result.files:
         lines += ["", "## Files", ""] + [f"- `{name}`: {what}" for name, what in result.files.items()]
     return "\n".join(lines) + "\n"
+
+
+def approx_line(a: dict) -> str:
+    """One line on the approximate system: call, knobs, tuning, recall against exact, latency."""
+    plan = a["plan"]
+    knobs = f"query_terms {plan['query_terms']}, heap_factor {plan['heap_factor']}" if plan else "exact"
+    t = a["tuning"]
+    recall = ", ".join(f"{k.removesuffix('_vs_exact')} {v:.4f}" for k, v in a.items() if "_vs_exact" in k)
+    return (
+        f"- approx: `{a['call']}` ({knobs}; tuned on {t['sample']} {t['queries']}); recall against exact: "
+        f"{recall}; search p50 {a['search_p50_ms']:.2f} ms"
+    )
 
 
 def _size(n: int | None) -> str:

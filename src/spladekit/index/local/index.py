@@ -291,6 +291,7 @@ class LocalIndex(LocalReading, LocalWriting, Index):
             "compact": self._manifest["compact"],
             "generation": self._manifest["generation"],
             "bm25": bm25 or None,
+            "approx": {"build": self._manifest.get("approx_build"), "tuning": self._manifest.get("approx")},
             "model": self.model,
         }
 
