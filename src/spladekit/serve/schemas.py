@@ -45,6 +45,17 @@ _HYBRID_DOC = (
 )
 Hybrid = bool | Literal["rrf", "convex", "linear"] | HybridIn | None
 
+# ``approx`` is taken as sent and read by ``index.approx.check_approx`` (the one rule, as ``Index.search`` reads
+# it): the schema only documents it, so a bad value gets that rule's message.
+_APPROX_DOC = (
+    "Approximate search: a recall@k target in (0, 1] against exact search (true = 0.95, false or null = exact), "
+    "met through the index's tuning table (`spladekit tune`); scores stay exact; with a filter or hybrid the "
+    "search is exact."
+)
+_APPROX_SCHEMA = {
+    "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1}, {"type": "boolean"}, {"type": "null"}]
+}
+
 
 class SearchIn(QueryIn):
     k: int = Field(10, description="Number of hits.", json_schema_extra=_K_DOC)
@@ -57,6 +68,7 @@ class SearchIn(QueryIn):
         False, description="Per matching term the document word that gave it its weight, and a snippet."
     )
     hybrid: Hybrid = Field(None, description=_HYBRID_DOC)
+    approx: Any = Field(None, description=_APPROX_DOC, json_schema_extra=_APPROX_SCHEMA)
 
 
 class BatchSearchIn(BaseModel):
@@ -68,6 +80,7 @@ class BatchSearchIn(BaseModel):
     with_text: bool = False
     highlight: bool = False
     hybrid: Hybrid = Field(None, description=_HYBRID_DOC)
+    approx: Any = Field(None, description=_APPROX_DOC, json_schema_extra=_APPROX_SCHEMA)
 
 
 class Term(BaseModel):

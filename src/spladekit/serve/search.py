@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ..index.approx import check_approx
 from .jsonsafe import JSON, dumps
 from .limits import check_batch, check_body_unicode, check_text, refuse, resolve_k
 from .middleware import ApiKeyGuard
@@ -80,6 +81,13 @@ def hybrid_of(body) -> object:
     """The request's ``hybrid`` in the form ``check_hybrid`` reads (the index checks it: one rule)."""
     h = body.hybrid
     return h.model_dump(exclude_unset=True) if hasattr(h, "model_dump") else h
+
+
+def approx_of(body) -> float | bool:
+    """The request's recall target (False: exact), read by the index's one rule before any query is encoded; a
+    bad value is a 422 naming it."""
+    target = check_approx(body.approx)
+    return False if target is None else target
 
 
 async def search_texts_hybrid(svc: Service, queries: list, texts: dict[int, str], hybrid, args: dict) -> list:
@@ -151,7 +159,9 @@ async def search_one(svc: Service, body: SearchIn, raw: bytes) -> bytes:
     check_body_unicode(raw, body)
     k = resolve_k(body, svc.limits)
     qs, texts = parse_queries(svc, [body], ["query"])
-    args = dict(k=k, filter=body.filter, explain=body.explain, with_text=body.with_text)
+    args = dict(
+        k=k, filter=body.filter, explain=body.explain, with_text=body.with_text, approx=approx_of(body)
+    )
     hybrid = hybrid_of(body)
     if hybrid not in (None, False):
         svc.maybe_refresh()
@@ -195,6 +205,7 @@ def search_routes(svc: Service, guard: ApiKeyGuard) -> APIRouter:
             with_text=body.with_text,
             threads=1,
             highlight=body.highlight,
+            approx=approx_of(body),
         )
         hybrid = hybrid_of(body)
         if hybrid not in (None, False):
