@@ -1,8 +1,9 @@
-"""Training by distillation: margin-MSE or listwise KL + FLOPS (SpladeLoss recipe), InfoNCE, hard-negative mining, teacher
-scores, SparseEncoder checkpoints."""
+"""Training by distillation: margin-MSE or listwise KL + FLOPS (SpladeLoss recipe), InfoNCE, hard-negative mining
+(SPLADE and / or BM25), teacher scores (one teacher or an ensemble, with a report), SparseEncoder checkpoints."""
 
 from .checkpoint import save_sparse_encoder
 from .config import TrainConfig, load_config
+from .ensemble_run import EnsembleResult, score_with_ensemble
 from .losses import distill_kl, flops, info_nce, margin_mse, regularizer_weight
 from .mine import mine_negatives
 from .pooling import naive_max_pool, splade_max_pool
@@ -18,6 +19,8 @@ __all__ = [
     "load_config",
     "mine_negatives",
     "score_with_teacher",
+    "score_with_ensemble",
+    "EnsembleResult",
     "save_sparse_encoder",
     "average_checkpoints",
     "TrainRow",

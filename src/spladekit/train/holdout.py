@@ -16,12 +16,15 @@ from .config import TrainConfig
 from .rows import TrainRow
 
 
-def split_holdout(rows: list[TrainRow], n: int, seed: int) -> tuple[list[TrainRow], list[str]]:
-    """Move every row of ``n`` randomly chosen queries (seeded) out of training; returns (rows, their query ids).
+def query_key(row: TrainRow) -> str:
+    """What identifies a row's query: its ``query_id`` (written by ``spladekit mine``) or else the query text."""
+    return str(row.extra.get("query_id", row.query))
 
-    Queries are identified by the row's ``query_id`` (written by ``spladekit mine``) or else by the query text.
-    """
-    key = [str(r.extra.get("query_id", r.query)) for r in rows]
+
+def split_holdout(rows: list[TrainRow], n: int, seed: int) -> tuple[list[TrainRow], list[str]]:
+    """Move every row of ``n`` randomly chosen queries (seeded) out of training; returns (rows, their query ids
+    as ``query_key`` gives them)."""
+    key = [query_key(r) for r in rows]
     uniq = list(dict.fromkeys(key))
     if n >= len(uniq):
         raise InputError(f"holdout_queries={n}: the training data has only {len(uniq)} queries")

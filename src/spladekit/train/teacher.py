@@ -1,4 +1,6 @@
-"""Teacher scores for training rows: a cross-encoder or a sentence-transformers bi-encoder folder."""
+"""Model-backed teachers for training rows: a cross-encoder or a sentence-transformers bi-encoder (folder or hub id),
+and a SPLADE model's own dot product. Each has ``score(queries, passages, show_progress) -> list[float]``, one
+score per (query, passage) pair; ``train.ensemble`` combines several."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, ModelLoadError
+from .ensemble import score_rows
 from .rows import read_rows, write_rows
 
 
@@ -96,11 +99,37 @@ class CrossEncoderTeacher:
         return out
 
 
+class SpladeTeacher:
+    """A SPLADE model scoring (query, passage) pairs by the dot product of its query and document vectors (each
+    distinct text encoded once, documents as the encoder encodes them by default)."""
+
+    def __init__(self, model: str | Path | None = None, batch_size: int = 32) -> None:
+        from ..encode import SpladeEncoder
+
+        self.encoder = SpladeEncoder.load(model)
+        self.batch_size = batch_size
+
+    def score(self, queries: list[str], passages: list[str], show_progress: bool = False) -> list[float]:
+        import numpy as np
+
+        uq = list(dict.fromkeys(queries))
+        up = list(dict.fromkeys(passages))
+        qv = self.encoder.encode_queries(uq, batch_size=self.batch_size).to_scipy().tocsr()
+        pv = self.encoder.encode_documents(up, batch_size=self.batch_size, show_progress=show_progress)
+        pv = pv.to_scipy().tocsr()
+        qi = {t: i for i, t in enumerate(uq)}
+        pi = {t: i for i, t in enumerate(up)}
+        a = qv[[qi[q] for q in queries]]
+        b = pv[[pi[p] for p in passages]]
+        return np.asarray(a.multiply(b).sum(axis=1), dtype=np.float64).ravel().tolist()
+
+
 def load_teacher(path: str | Path | None, similarity: str = "cosine", batch_size: int = 64):
-    """A teacher from a folder (None = the installed all-MiniLM-L6-v2 bi-encoder)."""
-    p = Path(path) if path else bundled_minilm_path()
-    if not p.is_dir():
-        raise ModelLoadError(f"{p}: no such teacher folder")
+    """A teacher from a folder or a Hugging Face hub id (fetched when online; None = the installed
+    all-MiniLM-L6-v2 bi-encoder)."""
+    from ..encode.loading import resolve_model
+
+    p = bundled_minilm_path() if path is None or str(path) == "" else resolve_model(path)
     if teacher_kind(p) == "cross-encoder":
         return CrossEncoderTeacher(p, batch_size=batch_size)
     return BiEncoderTeacher(p, similarity=similarity, batch_size=batch_size)
@@ -118,15 +147,7 @@ def score_with_teacher(
     """Add ``scores`` (teacher score of the positive, then of each negative) to every row of ``data``."""
     rows = read_rows(data)
     model = load_teacher(teacher, similarity, batch_size)
-    queries, passages = [], []
-    for r in rows:
-        for p in [r.positive, *r.negatives]:
-            queries.append(r.query)
-            passages.append(p)
-    scores = model.score(queries, passages, show_progress=show_progress)
-    pos = 0
-    for r in rows:
-        k = 1 + len(r.negatives)
-        r.scores = [round(float(s), 6) for s in scores[pos : pos + k]]
-        pos += k
+    table = score_rows(rows, {"teacher": model}, show_progress=show_progress)
+    for r, scores in zip(rows, table.row_lists(table.scores["teacher"])):
+        r.scores = [round(float(s), 6) for s in scores]
     return write_rows(output, rows)
