@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(
             False, "--report", help="Print each scorer's and the ensemble's nDCG@10 and pairwise accuracy."
         ),
-        json_out: bool = json_option("Print the report as JSON."),
+        json_out: bool = json_option("Print the report as JSON (implies --report)."),
         holdout_queries: int = typer.Option(
             100,
             "--holdout-queries",
