@@ -145,13 +145,12 @@ class SpladeEncoder(EncoderBase):
         cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else device.type
         if self.spec.pooling_strategy == "sum":
             return f"fp32 sum pooling ({cap})"
+        skip = ", stopword tokens not pooled" if mode == "fast" else ""
         if device.type != "cpu":
-            skip = ", stopword tokens not pooled" if mode == "fast" else ""
             return f"{mode}: fp32 head on {device} in vocabulary chunks, no logits tensor{skip}"
         if mode != "fp32" and cpu_supports_bf16():
-            return f"{mode}: bf16 screen with a proven bound, fp32 on the surviving terms ({cap} with bf16)"
+            return f"{mode}: bf16 screen with a proven bound, fp32 on the surviving terms ({cap} with bf16){skip}"
         why = "fp32 asked" if mode == "fp32" else "no native bf16 on this CPU, so exact = fp32"
-        skip = ", stopword tokens not pooled" if mode == "fast" else ""
         return f"{mode}: fp32 head, {pooling.head_layout(device)} blocks ({cap}; {why}){skip}"
 
     def _token_of(self, i: int) -> str | None:
