@@ -34,6 +34,10 @@ thread each (``NUMBA_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``, qdrant ``max_search
 Reported per method: p50 / p95 latency of top-10 (ms), build seconds, bytes on disk (bytes per posting), peak RSS
 of the child process (VmHWM; it includes the memory-mapped input corpus), and recall@10 against the exact top 10
 (scipy, float32). Ratios are against scipy-csc.
+
+``--threads 1,2`` adds batch scaling for the spladekit rows: queries/s of ``Index.search_batch(all queries,
+threads=t)`` per thread count, the median of ``--rounds`` rounds that alternate between the counts (so a change of
+load on a shared machine hits every count alike), with the load average before and after.
 """
 
 from __future__ import annotations
@@ -97,6 +101,23 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def batch_qps(search_batch, qv, threads: list[int], rounds: int) -> dict:
+    """Queries/s of ``search_batch(qv, t)`` per thread count t (median of ``rounds`` alternating rounds)."""
+    search_batch(qv, max(threads))  # warm: every thread's first call
+    got: dict[int, list[float]] = {t: [] for t in threads}
+    load0 = os.getloadavg()[0]
+    for _ in range(rounds):
+        for t in threads:
+            t0 = time.perf_counter()
+            search_batch(qv, t)
+            got[t].append(len(qv) / (time.perf_counter() - t0))
+    return {
+        "qps": {str(t): float(np.median(v)) for t, v in got.items()},
+        "rounds": {str(t): v for t, v in got.items()},
+        "load": [load0, os.getloadavg()[0]],
+    }
+
+
 def timed(fn, qrows, warm: int = 20):
     """Latencies (ms) of fn(q) for each query, after ``warm`` untimed calls; returns (ms array, top-k ids)."""
     for q in qrows[:warm]:
@@ -112,7 +133,7 @@ def timed(fn, qrows, warm: int = 20):
 
 
 # ---------------------------------------------------------------------------------------------- methods (children)
-def run_spladekit(ndocs: int, qv, work: Path, variant: str) -> dict:
+def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5) -> dict:
     from spladekit.index import Index
 
     X = load_corpus(ndocs)
@@ -160,19 +181,26 @@ def run_spladekit(ndocs: int, qv, work: Path, variant: str) -> dict:
                 "peak_rss": peak_rss(),
                 "note": f"approx={a}: {knobs}; tune {tune_s:.0f} s; approx files {ax / info['postings']:.2f} B/post",
             }
+            if threads:
+                out[f"spladekit-{a}"]["batch"] = batch_qps(
+                    lambda q, t, a=a: idx.search_batch(q, k=K, threads=t, approx=a), qv, threads, rounds
+                )
         table = [
             (r["recall"], r["query_terms"], r["heap_factor"], round(r["measured"], 3)) for r in rep["table"]
         ]
         out["tune"] = {"skipped": f"table {table}; exact search in tune {rep['grid'][0]['ms']:.2f} ms/query"}
         return {"rows": out}
     lat, top = timed(lambda q: [int(h.id) for h in idx.search(q, k=K)], rows)
-    return {
+    res = {
         **base,
         "lat": lat.tolist(),
         "top": top.tolist(),
         "peak_rss": peak_rss(),
         "note": "8-bit weights" if compact else "exact",
     }
+    if threads:
+        res["batch"] = batch_qps(lambda q, t: idx.search_batch(q, k=K, threads=t), qv, threads, rounds)
+    return res
 
 
 def _csc(ndocs: int):
@@ -332,13 +360,13 @@ def run_seismic(ndocs: int, qv, work: Path) -> dict:
     return {"rows": out}
 
 
-def child(method: str, ndocs: int, nq: int, out: Path) -> None:
+def child(method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int = 5) -> None:
     qv = queries(nq)
     work = CACHE / "work"
     work.mkdir(parents=True, exist_ok=True)
     if method.startswith("spladekit"):
         variant = method.partition("-")[2] or "exact"
-        res = run_spladekit(ndocs, qv, work, variant)
+        res = run_spladekit(ndocs, qv, work, variant, threads, rounds)
     elif method == "scipy-csc":
         res = run_scipy(ndocs, qv, work)
     elif method == "splade-index":
@@ -368,11 +396,14 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--threads", default="", help="e.g. 1,2: search_batch queries/s per thread count")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of --threads")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    threads = [int(t) for t in args.threads.split(",") if t]
     if args.child:
-        child(args.child, args.docs, args.queries, Path(args.out))
+        child(args.child, args.docs, args.queries, Path(args.out), threads, args.rounds)
         return
 
     t0 = time.perf_counter()
@@ -400,6 +431,10 @@ def main() -> None:
             str(args.docs),
             "--queries",
             str(args.queries),
+            "--threads",
+            args.threads,
+            "--rounds",
+            str(args.rounds),
         ]
         r = subprocess.run([*cmd, "--out", str(out)], env=env)
         if r.returncode != 0 or not out.exists():
@@ -439,6 +474,22 @@ def report(results: dict, ndocs: int) -> None:
             f"{m:<18} {p50:8.2f} {p95:8.2f} {r['build_s']:8.1f} {r['bytes'] / 1e6:9.1f} {bpp:7.2f} "
             f"{r['peak_rss'] / 2**30:11.2f} {rec:6.4f}  {r.get('note', '')}"
         )
+    batch = {m: r["batch"] for m, r in results.items() if "batch" in r}
+    if batch:
+        counts = list(next(iter(batch.values()))["qps"])
+        print(
+            f"\nsearch_batch of all queries: queries/s per thread count (median of alternating rounds); "
+            f"cores {os.cpu_count()}\n{'method':<18} "
+            + " ".join(f"{c + ' thr':>9}" for c in counts)
+            + f" {'ratio':>6}  load before / after"
+        )
+        for m, b in batch.items():
+            q = b["qps"]
+            print(
+                f"{m:<18} "
+                + " ".join(f"{q[c]:9.0f}" for c in counts)
+                + f" {q[counts[-1]] / q[counts[0]]:6.2f}  {b['load'][0]:.2f} / {b['load'][1]:.2f}"
+            )
     for name in ("scipy-csc", "spladekit"):
         if name not in rows:
             continue

@@ -24,6 +24,7 @@ from .lexical import bm25_top_k
 from .segment import Segment
 
 IdMap = dict[str, tuple[int, int]]
+CHUNK = 16  # queries per task of a threaded search_batch, at most
 
 
 class LocalReading:
@@ -157,8 +158,11 @@ class LocalReading:
 
         if threads <= 1 or len(qs) <= 1:
             return [one(q) for q in qs]
+        # a few queries per task: the pool's bookkeeping holds the GIL, the kernels do not
+        step = max(1, min(CHUNK, len(qs) // (4 * threads)))
+        chunks = [qs[i : i + step] for i in range(0, len(qs), step)]
         with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(one, qs))
+            return [hits for part in pool.map(lambda c: [one(q) for q in c], chunks) for hits in part]
 
     def _search_bm25(self, texts: list[str], k: int, flt, threads: int) -> list[list[tuple[str, float]]]:
         """Per text its BM25 top ``k`` (id, score) over the same snapshot and masks (tombstones, filter) as the

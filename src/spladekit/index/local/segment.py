@@ -141,9 +141,10 @@ def write_segment(
 
 
 def _mmap_bytes(path: Path) -> np.ndarray:
+    """A file's bytes, memory-mapped, as a plain ndarray view (a np.memmap slice costs microseconds in Python)."""
     if path.stat().st_size == 0:
         return np.zeros(0, np.uint8)
-    return np.memmap(path, dtype=np.uint8, mode="r")
+    return np.asarray(np.memmap(path, dtype=np.uint8, mode="r"))
 
 
 @dataclass(eq=False)
@@ -193,9 +194,9 @@ class Segment:
             )
         dim, nw = meta["dim"], meta["n_windows"]
 
-        def arr(name: str) -> np.ndarray:
+        def arr(name: str) -> np.ndarray:  # memory-mapped, as a plain ndarray view (see _mmap_bytes)
             try:
-                return np.load(folder / name, mmap_mode="r", allow_pickle=False)
+                return np.asarray(np.load(folder / name, mmap_mode="r", allow_pickle=False))
             except (ValueError, EOFError) as e:  # a damaged header: name the file
                 raise DataFormatError(str(folder / name), None, f"unreadable array ({e})") from None
 
@@ -264,6 +265,8 @@ class Segment:
         self._ids_ok = True
 
     def doc_id(self, d: int) -> str:
+        if self._ids is not None:  # decoded already (the id map of a snapshot reads them all)
+            return self._ids[d]
         self.verify_ids()
         return bytes(self.ids_blob[int(self.ids_off[d]) : int(self.ids_off[d + 1])]).decode("utf-8")
 
