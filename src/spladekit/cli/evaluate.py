@@ -117,7 +117,7 @@ def eval_command(
     if res.report.get("approx"):
         from ..eval.report import approx_line
 
-        typer.echo(approx_line(res.report["approx"])[2:])
+        typer.echo(approx_line(res.report["approx"], tm["search_p50_ms"])[2:])
     ld = res.report["long_docs"]
     if "documents_windowed" in ld:
         typer.echo(

@@ -109,7 +109,7 @@ def markdown_report(result: EvalResult) -> str:
             f"BM25 view; one query encoded and searched end to end, p50 {tm['hybrid_latency_p50_ms']:.1f} ms"
         )
     if r.get("approx"):
-        lines.append(approx_line(r["approx"]))
+        lines.append(approx_line(r["approx"], tm["search_p50_ms"]))
     env = r["environment"]
     lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in env.items() if k != "created" and v))
     lines.append(f"- created {env['created']}")
@@ -118,15 +118,16 @@ def markdown_report(result: EvalResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def approx_line(a: dict) -> str:
+def approx_line(a: dict, exact_p50_ms: float | None = None) -> str:
     """One line on the approximate system: call, knobs, tuning, recall against exact, latency."""
     plan = a["plan"]
     knobs = f"query_terms {plan['query_terms']}, heap_factor {plan['heap_factor']}" if plan else "exact"
     t = a["tuning"]
-    recall = ", ".join(f"{k.removesuffix('_vs_exact')} {v:.4f}" for k, v in a.items() if "_vs_exact" in k)
+    recall = ", ".join(f"{name} {v:.4f}" for name, v in a["recall_vs_exact"].items())
+    exact = "" if exact_p50_ms is None else f" (exact {exact_p50_ms:.2f} ms)"
     return (
-        f"- approx: `{a['call']}` ({knobs}; tuned on {t['sample']} {t['queries']}); recall against exact: "
-        f"{recall}; search p50 {a['search_p50_ms']:.2f} ms"
+        f"- approx: `{a['call']}` ({knobs}; tuned on {t['sample']} {t['queries']}); recall@10 against exact: "
+        f"{recall}; search p50 {a['search_p50_ms']:.2f} ms{exact}"
     )
 
 
