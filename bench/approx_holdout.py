@@ -123,7 +123,7 @@ def main() -> None:
                     f"{target:>6} {src:<9} {rule:<10} {knobs:<34} {held.mean():>21.4f} {held.min():>7.4f} "
                     f"{int((held < target).sum()):>6}/{len(sel)} {int((held < target - 0.01).sum()):>11}/{len(sel)}"
                 )
-    print("\nrecall on all queries per grid point (query_terms/heap_factor: recall, entries read a query):")
+    print("\nrecall on all queries per grid point (query_terms/heap_factor: recall; heap_factor >= 2):")
     print(
         "  " + ", ".join(f"{qt}/{hf}: {rec[:, j].mean():.4f}" for j, (qt, hf) in enumerate(POINTS) if hf >= 2)
     )

@@ -37,7 +37,8 @@ of the child process (VmHWM; it includes the memory-mapped input corpus), and re
 
 ``--threads 1,2`` adds batch scaling for the spladekit rows: queries/s of ``Index.search_batch(all queries,
 threads=t)`` per thread count, the median of ``--rounds`` rounds that alternate between the counts (so a change of
-load on a shared machine hits every count alike), with the load average before and after.
+load on a shared machine hits every count alike), with the share of the machine's CPU that other processes used
+during the rounds (``/proc/stat`` less this process; 0 means the cores were ours).
 """
 
 from __future__ import annotations
@@ -101,20 +102,35 @@ def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy jiffies of the whole machine, jiffies of this process, its threads included)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    with open("/proc/self/stat") as f:
+        own = f.read().rsplit(")", 1)[1].split()
+    return sum(v) - v[3] - v[4], int(own[11]) + int(own[12])
+
+
 def batch_qps(search_batch, qv, threads: list[int], rounds: int) -> dict:
-    """Queries/s of ``search_batch(qv, t)`` per thread count t (median of ``rounds`` alternating rounds)."""
+    """Queries/s of ``search_batch(qv, t)`` per thread count t (median of ``rounds`` alternating rounds), and the
+    share of the machine's CPU that other processes used during each count's rounds (0: they were idle)."""
     search_batch(qv, max(threads))  # warm: every thread's first call
     got: dict[int, list[float]] = {t: [] for t in threads}
-    load0 = os.getloadavg()[0]
+    others: dict[int, list[float]] = {t: [] for t in threads}
+    ticks = os.sysconf("SC_CLK_TCK")
     for _ in range(rounds):
         for t in threads:
+            b0, o0 = _cpu_jiffies()
             t0 = time.perf_counter()
             search_batch(qv, t)
-            got[t].append(len(qv) / (time.perf_counter() - t0))
+            wall = time.perf_counter() - t0
+            b1, o1 = _cpu_jiffies()
+            got[t].append(len(qv) / wall)
+            others[t].append(max(0.0, (b1 - b0) - (o1 - o0)) / ticks / wall / (os.cpu_count() or 1))
     return {
         "qps": {str(t): float(np.median(v)) for t, v in got.items()},
         "rounds": {str(t): v for t, v in got.items()},
-        "load": [load0, os.getloadavg()[0]],
+        "others": {str(t): float(np.mean(v)) for t, v in others.items()},
     }
 
 
@@ -133,28 +149,32 @@ def timed(fn, qrows, warm: int = 20):
 
 
 # ---------------------------------------------------------------------------------------------- methods (children)
-def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5) -> dict:
+def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5, keep=False) -> dict:
     from spladekit.index import Index
 
-    X = load_corpus(ndocs)
-    ids = [str(i) for i in range(len(X))]
-    path = work / "spladekit"
-    shutil.rmtree(path, ignore_errors=True)
-    compact = variant == "compact"
-    # the exact methods are built without the approximate structure, as before it existed
-    idx = Index.create(
-        path, compact=compact, approx=variant == "approx"
-    )  # loads the bundled model: not timed
-    idx.flush_postings = 1 << 40  # one segment
-    t0 = time.perf_counter()
-    idx.add_vectors(ids, X)
-    idx.commit()
-    build = time.perf_counter() - t0
-    del X, ids
-    gc.collect()
-    info = idx.info()
-    idx.close()
+    path = CACHE / "keep" / f"spladekit-{variant}-{ndocs}" if keep else work / "spladekit"
+    reuse = keep and (path / "manifest.json").exists()  # --keep: built (and tuned) once, then reused
+    build = float("nan")
+    if not reuse:
+        X = load_corpus(ndocs)
+        ids = [str(i) for i in range(len(X))]
+        shutil.rmtree(path, ignore_errors=True)
+        compact = variant == "compact"
+        # the exact methods are built without the approximate structure, as before it existed
+        idx = Index.create(
+            path, compact=compact, approx=variant == "approx"
+        )  # loads the bundled model: not timed
+        idx.flush_postings = 1 << 40  # one segment
+        t0 = time.perf_counter()
+        idx.add_vectors(ids, X)
+        idx.commit()
+        build = time.perf_counter() - t0
+        del X, ids
+        gc.collect()
+        idx.close()
     idx = Index.open(path)  # search a freshly opened (memory-mapped) index, as a user would
+    info = idx.info()
+    compact = info["compact"]
     rows = [qv[i] for i in range(len(qv))]
     base = {
         "build_s": build,
@@ -165,8 +185,9 @@ def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: 
     }
     if variant == "approx":
         t0 = time.perf_counter()
-        # approximate rows even where exact search is faster (by default those targets are searched exactly)
-        rep = idx.tune(sample=200, exact_if_faster=False)
+        rep = info["approx"]["tuning"]
+        if rep is None:  # approximate rows even where exact search is faster (by default: searched exactly)
+            rep = idx.tune(sample=200, exact_if_faster=False)
         tune_s = time.perf_counter() - t0
         ax = sum(f.stat().st_size for f in path.rglob("ax_*.npy"))
         out = {}
@@ -188,7 +209,8 @@ def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: 
         table = [
             (r["recall"], r["query_terms"], r["heap_factor"], round(r["measured"], 3)) for r in rep["table"]
         ]
-        out["tune"] = {"skipped": f"table {table}; exact search in tune {rep['grid'][0]['ms']:.2f} ms/query"}
+        exact_ms = f"{rep['grid'][0]['ms']:.2f} ms/query" if "grid" in rep else "n/a (reused)"
+        out["tune"] = {"skipped": f"table {table}; exact search in tune {exact_ms}"}
         return {"rows": out}
     lat, top = timed(lambda q: [int(h.id) for h in idx.search(q, k=K)], rows)
     res = {
@@ -360,13 +382,13 @@ def run_seismic(ndocs: int, qv, work: Path) -> dict:
     return {"rows": out}
 
 
-def child(method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int = 5) -> None:
+def child(method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int = 5, keep=False) -> None:
     qv = queries(nq)
     work = CACHE / "work"
     work.mkdir(parents=True, exist_ok=True)
     if method.startswith("spladekit"):
         variant = method.partition("-")[2] or "exact"
-        res = run_spladekit(ndocs, qv, work, variant, threads, rounds)
+        res = run_spladekit(ndocs, qv, work, variant, threads, rounds, keep)
     elif method == "scipy-csc":
         res = run_scipy(ndocs, qv, work)
     elif method == "splade-index":
@@ -398,12 +420,15 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", default="", help="e.g. 1,2: search_batch queries/s per thread count")
     ap.add_argument("--rounds", type=int, default=5, help="alternating rounds of --threads")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the spladekit indexes in bench/.cache/keep and reuse them"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",") if t]
     if args.child:
-        child(args.child, args.docs, args.queries, Path(args.out), threads, args.rounds)
+        child(args.child, args.docs, args.queries, Path(args.out), threads, args.rounds, args.keep)
         return
 
     t0 = time.perf_counter()
@@ -435,6 +460,7 @@ def main() -> None:
             args.threads,
             "--rounds",
             str(args.rounds),
+            *(["--keep"] if args.keep else []),
         ]
         r = subprocess.run([*cmd, "--out", str(out)], env=env)
         if r.returncode != 0 or not out.exists():
@@ -481,14 +507,15 @@ def report(results: dict, ndocs: int) -> None:
             f"\nsearch_batch of all queries: queries/s per thread count (median of alternating rounds); "
             f"cores {os.cpu_count()}\n{'method':<18} "
             + " ".join(f"{c + ' thr':>9}" for c in counts)
-            + f" {'ratio':>6}  load before / after"
+            + f" {'ratio':>6}  CPU share of other processes per count"
         )
         for m, b in batch.items():
             q = b["qps"]
             print(
                 f"{m:<18} "
                 + " ".join(f"{q[c]:9.0f}" for c in counts)
-                + f" {q[counts[-1]] / q[counts[0]]:6.2f}  {b['load'][0]:.2f} / {b['load'][1]:.2f}"
+                + f" {q[counts[-1]] / q[counts[0]]:6.2f}  "
+                + " / ".join(f"{b['others'][c]:.2f}" for c in counts)
             )
     for name in ("scipy-csc", "spladekit"):
         if name not in rows:
