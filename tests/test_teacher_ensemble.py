@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _toy_beir import DOCS, QRELS, QUERIES, write_beir
 from typer.testing import CliRunner
 
 from spladekit.errors import DataFormatError, InputError, SpladekitError
@@ -28,34 +29,10 @@ from spladekit.train.teacher_report import (
     pairwise_counts,
 )
 
-DOCS = {
-    "d1": "insulin lowers blood glucose in diabetes",
-    "d2": "glucose metabolism in the liver and insulin",
-    "d3": "diabetes diet and insulin resistance",
-    "d4": "vaccines trigger an immune response",
-    "d5": "immune cells attack virus infected cells",
-    "d6": "a vaccine trial for influenza virus",
-    "d7": "protein folding by chaperones in the cell",
-    "d8": "misfolded protein aggregates in the brain",
-    "d9": "cell division and protein synthesis",
-}
-QUERIES = {"q1": "insulin and glucose", "q2": "vaccine immune response", "q3": "protein folding in cells"}
-QRELS = {"q1": ["d1"], "q2": ["d4", "d6"], "q3": ["d7"]}
-
 
 @pytest.fixture
 def beir(tmp_path) -> Path:
-    root = tmp_path / "beir"
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text(
-        "".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in DOCS.items())
-    )
-    (root / "queries.jsonl").write_text(
-        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in QUERIES.items())
-    )
-    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t1" for q, ds in QRELS.items() for d in ds]
-    (root / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n")
-    return root
+    return write_beir(tmp_path / "beir")
 
 
 def _table(**scores) -> ScoreTable:

@@ -37,6 +37,7 @@ def tune_cmd(
     target, the cheapest setting that reaches it; ``search --approx 0.95`` then uses it."""
     from ..data import read_records
     from ..index import Index
+    from ..index.approx import TARGETS
     from ..index.local.tuning import reaches
 
     if not 0 < recall < 1:
@@ -59,7 +60,7 @@ def tune_cmd(
             f"(measured {row['measured']:.4f}, lower bound {row['lower']:.4f}, {row['work']:,.0f} entries read "
             "a query)"
         )
-    missing = sorted({0.9, 0.95, 0.99, recall} - {r["recall"] for r in rep["table"]})
+    missing = sorted({*TARGETS, recall} - {r["recall"] for r in rep["table"]})
     for target in missing:
         reached = any(reaches(r, target) for r in rep["grid"][1:])
         why = "exact search was faster than every setting reaching it" if reached else "no setting reached it"

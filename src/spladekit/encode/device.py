@@ -3,6 +3,7 @@ CPU's bf16 support (``SPLADEKIT_BF16`` overrides the detection, so an AVX-512 ma
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -20,6 +21,12 @@ def cpu_supports_bf16() -> bool:
     forced = os.environ.get(BF16_ENV, "").strip()
     if forced in ("0", "1"):
         return forced == "1"
+    return _cpu_has_bf16()
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    """The CPU flags, read once: the pooling asks for every batch."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -38,9 +38,8 @@ class SpladeEncoder(EncoderBase):
         device: str | torch.device | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.mlm = model.eval().to(
-            self.device
-        )  # the masked-LM (nn.Module); `model` elsewhere is a name or an info dict
+        # the masked-LM (nn.Module); `model` elsewhere is a name or an info dict
+        self.mlm = model.eval().to(self.device)
         self.tokenizer = tokenizer
         self.spec = spec
         self.mode = check_mode(mode)

@@ -40,6 +40,13 @@ def bundled_minilm_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
+def distinct(texts: list[str]) -> tuple[list[str], list[int]]:
+    """The distinct texts (first-seen order) and, per input text, its row among them: each text encoded once."""
+    uniq = list(dict.fromkeys(texts))
+    row = {t: i for i, t in enumerate(uniq)}
+    return uniq, [row[t] for t in texts]
+
+
 class BiEncoderTeacher:
     """Cosine (normalised) or dot-product similarity of sentence-transformers embeddings; texts encoded once."""
 
@@ -53,15 +60,13 @@ class BiEncoderTeacher:
         self.batch_size = batch_size
 
     def score(self, queries: list[str], passages: list[str], show_progress: bool = False) -> list[float]:
-        uq = list(dict.fromkeys(queries))
-        up = list(dict.fromkeys(passages))
+        uq, qrow = distinct(queries)
+        up, prow = distinct(passages)
         enc = dict(convert_to_tensor=True, normalize_embeddings=self.normalize, batch_size=self.batch_size)
         qe = self.model.encode(uq, show_progress_bar=show_progress, **enc)
         pe = self.model.encode(up, show_progress_bar=show_progress, **enc)
-        qi = {t: i for i, t in enumerate(uq)}
-        pi = {t: i for i, t in enumerate(up)}
-        a = qe[[qi[q] for q in queries]]
-        b = pe[[pi[p] for p in passages]]
+        a = qe[qrow]
+        b = pe[prow]
         return (a * b).sum(-1).float().tolist()
 
 
@@ -112,15 +117,12 @@ class SpladeTeacher:
     def score(self, queries: list[str], passages: list[str], show_progress: bool = False) -> list[float]:
         import numpy as np
 
-        uq = list(dict.fromkeys(queries))
-        up = list(dict.fromkeys(passages))
+        uq, qrow = distinct(queries)
+        up, prow = distinct(passages)
         qv = self.encoder.encode_queries(uq, batch_size=self.batch_size).to_scipy().tocsr()
         pv = self.encoder.encode_documents(up, batch_size=self.batch_size, show_progress=show_progress)
-        pv = pv.to_scipy().tocsr()
-        qi = {t: i for i, t in enumerate(uq)}
-        pi = {t: i for i, t in enumerate(up)}
-        a = qv[[qi[q] for q in queries]]
-        b = pv[[pi[p] for p in passages]]
+        a = qv[qrow]
+        b = pv.to_scipy().tocsr()[prow]
         return np.asarray(a.multiply(b).sum(axis=1), dtype=np.float64).ravel().tolist()
 
 
