@@ -97,3 +97,26 @@ def load_corpus(n: int) -> SparseVectors:
     dim = json.loads((folder / "stats.json").read_text())["dim"]
     arrs = [np.load(folder / f"{k}.npy", mmap_mode="r") for k in ("indptr", "indices", "data")]
     return SparseVectors(*arrs, dim)
+
+
+def adversarial_queries(n: int, seed: int = 1) -> SparseVectors:
+    """``n`` queries drawn as the documents are (issue 15's adversarial case): each query's length from the real
+    *queries'* active dims, its terms with probability proportional to their real document frequency (so the
+    corpus's most frequent terms, with the longest posting lists, dominate), each weight bootstrapped from that
+    term's real document weights. Nothing about them favours pruning: no query term is rare."""
+    real = SparseVectors.concat([encoded(c, "corpus") for c in CORPORA])
+    real_q = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
+    dim = real.dim
+    df = np.bincount(real.indices, minlength=dim).astype(np.float64)
+    cdf = np.cumsum(df / df.sum())
+    csc = real.to_scipy().tocsc()
+    indptr, indices, data = _sample(
+        n,
+        np.diff(real_q.indptr).astype(np.int64),
+        cdf,
+        csc.indptr.astype(np.int64),
+        csc.data.astype(np.float32),
+        dim,
+        seed,
+    )
+    return SparseVectors(indptr, indices, data, dim)

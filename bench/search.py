@@ -20,16 +20,20 @@ thread each (``NUMBA_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``, qdrant ``max_search
 
 - ``spladekit``: ``Index.add_vectors`` + ``commit`` (build), ``Index.search(vector, k=10)``: exact, pruned;
 - ``spladekit-approx``: the same index (its segment carries the Seismic-style approximate structure, built with
-  it), tuned on 200 of its own documents (``Index.tune``, timed apart), then searched at ``approx=0.9``, ``0.95``
-  and ``0.99`` (recall targets): one row each;
+  it), tuned on 200 of its own documents (``--tune-sample``; ``Index.tune``, timed apart), then searched at
+  ``approx=0.9``, ``0.95`` and ``0.99`` (recall targets): one row each;
 - ``spladekit-compact``: an index with 8-bit per-term quantised weights (``compact=True``), exact search on it;
 - ``scipy-csc``: the corpus as a scipy CSC matrix; score = ``X[:, q_terms] @ q_weights``, then argpartition;
 - ``splade-index``: splade-index's numba retriever (``_retrieve_internal_jitted_parallel``, numba threads = 1) on
   the same CSC arrays (its ``SPLADE.index`` only takes a sentence-transformers model and raw texts);
 - ``qdrant-edge``: an embedded qdrant-edge-py shard with a sparse vector field, default (exact) sparse search;
-- ``pyseismic``: Seismic's own package (pyseismic-lsr) built on the same vectors (term ids as tokens) with its
+- ``pyseismic``: Seismic's own package (pyseismic-lsr) built on the same vectors (term ids as components, given as
+  one CSR batch: ``SeismicDataset(dim).add_documents_by_id``; build seconds include it) with its
   default build settings (n_postings 3500, centroid_fraction 0.1, summary_energy 0.4, doc_cut 15; one thread),
-  searched at a few (query_cut, heap_factor) settings around its recommended ones: one row each.
+  searched at (query_cut, heap_factor) settings from its recommended ones up to the whole query and a low heap
+  factor (``--seismic-grid``; a 1M corpus needs larger query_cut than 100k for the same recall): one row each.
+  ``--seismic-threads`` sets its build threads (search stays one thread); ``--seismic-index FILE`` saves the build
+  there, or loads it from there when it exists (more settings searched without a second build).
 
 Reported per method: p50 / p95 latency of top-10 (ms), build seconds, bytes on disk (bytes per posting), peak RSS
 of the child process (VmHWM; it includes the memory-mapped input corpus), and recall@10 against the exact top 10
@@ -39,6 +43,9 @@ of the child process (VmHWM; it includes the memory-mapped input corpus), and re
 threads=t)`` per thread count, the median of ``--rounds`` rounds that alternate between the counts (so a change of
 load on a shared machine hits every count alike), with the share of the machine's CPU that other processes used
 during the rounds (``/proc/stat`` less this process; 0 means the cores were ours).
+
+``--json PATH`` also saves the results: per row p50 / p95 / recall / build / bytes / RSS / note and the latencies,
+with the run's settings and the load average before and after (``bench/search_curve.py`` plots them).
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _search_data import CACHE, CORPORA, encoded  # noqa: E402
-from _search_synth import load_corpus, make_corpus  # noqa: E402
+from _search_synth import adversarial_queries, load_corpus, make_corpus  # noqa: E402
 
 METHODS = (
     "scipy-csc",
@@ -71,11 +78,27 @@ METHODS = (
     "pyseismic",
 )
 APPROX = (0.9, 0.95, 0.99)
-SEISMIC = ((5, 0.9), (10, 0.8), (10, 0.9), (20, 0.9), (40, 0.9))  # (query_cut, heap_factor)
+# (query_cut, heap_factor); 1,000 = the whole query (queries have 60 terms on average)
+SEISMIC = (
+    (5, 0.9),
+    (10, 0.9),
+    (10, 0.8),
+    (20, 0.9),
+    (20, 0.8),
+    (40, 0.9),
+    (40, 0.7),
+    (60, 0.7),
+    (1000, 0.7),
+    (1000, 0.5),
+)
 K = 10
 
 
-def queries(n: int, seed: int = 0):
+def queries(n: int, seed: int = 0, kind: str = "real"):
+    """The benchmark's queries: ``n`` real encoded queries, or (``kind="adversarial"``) ``n`` queries drawn as the
+    documents are (``_search_synth.adversarial_queries``: the corpus's most frequent terms dominate)."""
+    if kind == "adversarial":
+        return adversarial_queries(n)
     from spladekit.sparse import SparseVectors
 
     qs = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
@@ -149,7 +172,9 @@ def timed(fn, qrows, warm: int = 20):
 
 
 # ---------------------------------------------------------------------------------------------- methods (children)
-def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5, keep=False) -> dict:
+def run_spladekit(
+    ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5, keep=False, tune_sample: int = 200
+) -> dict:
     from spladekit.index import Index
 
     path = CACHE / "keep" / f"spladekit-{variant}-{ndocs}" if keep else work / "spladekit"
@@ -187,7 +212,7 @@ def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: 
         t0 = time.perf_counter()
         rep = info["approx"]["tuning"]
         if rep is None:  # approximate rows even where exact search is faster (by default: searched exactly)
-            rep = idx.tune(sample=200, exact_if_faster=False)
+            rep = idx.tune(sample=tune_sample, exact_if_faster=False)
         tune_s = time.perf_counter() - t0
         ax = sum(f.stat().st_size for f in path.rglob("ax_*.npy"))
         out = {}
@@ -200,7 +225,9 @@ def run_spladekit(ndocs: int, qv, work: Path, variant: str, threads=(), rounds: 
                 "lat": lat.tolist(),
                 "top": top.tolist(),
                 "peak_rss": peak_rss(),
-                "note": f"approx={a}: {knobs}; tune {tune_s:.0f} s; approx files {ax / info['postings']:.2f} B/post",
+                "note": f"approx={a}: {knobs}; tune {tune_s:.0f} s ({tune_sample} documents); "
+                f"approx files {ax / info['postings']:.2f} B/post",
+                "tune_s": tune_s,
             }
             if threads:
                 out[f"spladekit-{a}"]["batch"] = batch_qps(
@@ -340,28 +367,41 @@ def run_qdrant(ndocs: int, qv, work: Path) -> dict:
     }
 
 
-def run_seismic(ndocs: int, qv, work: Path) -> dict:
+def run_seismic(ndocs: int, qv, work: Path, grid=SEISMIC, build_threads: int = 1, saved: str = "") -> dict:
+    """Build (default settings) and save, or with ``saved`` naming an existing ``.index.seismic`` file load that
+    build (build seconds: nan); then one row per (query_cut, heap_factor) of ``grid``."""
     import seismic
 
     X = load_corpus(ndocs)
     st = seismic.get_seismic_string()
-    names = np.array([str(t) for t in range(X.dim)], dtype=st)
-    t0 = time.perf_counter()
-    ds = seismic.SeismicDataset()
-    for i in range(len(X)):
-        a, b = X.indptr[i], X.indptr[i + 1]
-        ds.add_document(str(i), names[X.indices[a:b]], np.asarray(X.data[a:b], np.float32))
-    index = seismic.SeismicIndex.build_from_dataset(ds, num_threads=1)
-    build = time.perf_counter() - t0
-    path = work / "seismic.index"
-    index.save(str(path))
-    nbytes = sum(f.stat().st_size for f in work.glob("seismic.index*"))
+    names = np.array([str(t) for t in range(X.dim)], dtype=st)  # component t is addressed as "t"
     postings = int(X.indptr[-1])
-    del X, ds
+    path = Path(saved) if saved else work / "seismic.index.index.seismic"
+    if saved and path.exists():
+        index = seismic.SeismicIndex.load(str(path))
+        build = float("nan")
+        built = f"pyseismic-lsr default build, loaded from {path.name}"
+    else:
+        t0 = time.perf_counter()
+        # its CSR batch entry (one add_document() call per row grows superlinearly: 27 s for 20k documents)
+        ds = seismic.SeismicDataset(dim=X.dim)
+        ds.add_documents_by_id(
+            [str(i) for i in range(len(X))],
+            np.asarray(X.indices, np.int64),
+            np.asarray(X.data, np.float32),
+            np.asarray(X.indptr, np.int64),
+        )
+        index = seismic.SeismicIndex.build_from_dataset(ds, num_threads=build_threads)
+        build = time.perf_counter() - t0
+        index.save(str(path).removesuffix(".index.seismic"))  # save() appends the suffix
+        del ds
+        built = f"pyseismic-lsr default build ({build_threads} thread{'s' if build_threads > 1 else ''})"
+    nbytes = path.stat().st_size
+    del X
     gc.collect()
     rows = [qv[i].row(0) for i in range(len(qv))]
     out = {}
-    for qc, hf in SEISMIC:
+    for qc, hf in grid:
 
         def one(q, qc=qc, hf=hf):
             t, w = q
@@ -377,18 +417,22 @@ def run_seismic(ndocs: int, qv, work: Path) -> dict:
             "top": top.tolist(),
             "peak_rss": peak_rss(),
             "search_rss": rss_now(),
-            "note": f"pyseismic-lsr default build, query_cut {qc}, heap_factor {hf}",
+            "note": f"{built}, query_cut {qc}, heap_factor {hf}",
         }
     return {"rows": out}
 
 
-def child(method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int = 5, keep=False) -> None:
-    qv = queries(nq)
-    work = CACHE / "work"
+def child(
+    method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int = 5, keep=False, opts=None
+) -> None:
+    opts = opts or {}
+    qv = queries(nq, kind=opts.get("query_set", "real"))
+    # this run's own folder (its parent's pid): runs at the same time leave each other's files be
+    work = CACHE / "work" / str(os.getppid())
     work.mkdir(parents=True, exist_ok=True)
     if method.startswith("spladekit"):
         variant = method.partition("-")[2] or "exact"
-        res = run_spladekit(ndocs, qv, work, variant, threads, rounds, keep)
+        res = run_spladekit(ndocs, qv, work, variant, threads, rounds, keep, opts.get("tune_sample", 200))
     elif method == "scipy-csc":
         res = run_scipy(ndocs, qv, work)
     elif method == "splade-index":
@@ -399,7 +443,14 @@ def child(method: str, ndocs: int, nq: int, out: Path, threads=(), rounds: int =
         except ImportError as e:
             res = {"skipped": f"pyseismic-lsr not importable ({e})"}
         else:
-            res = run_seismic(ndocs, qv, work)
+            res = run_seismic(
+                ndocs,
+                qv,
+                work,
+                opts.get("seismic_grid", SEISMIC),
+                opts.get("seismic_threads", 1),
+                opts.get("seismic_index", ""),
+            )
     elif method == "qdrant-edge":
         try:
             import qdrant_edge  # noqa: F401
@@ -423,13 +474,42 @@ def main() -> None:
     ap.add_argument(
         "--keep", action="store_true", help="keep the spladekit indexes in bench/.cache/keep and reuse them"
     )
+    ap.add_argument("--tune-sample", type=int, default=200, help="documents spladekit-approx is tuned on")
+    ap.add_argument("--seismic-threads", type=int, default=1, help="pyseismic build threads (search: one)")
+    ap.add_argument(
+        "--seismic-grid",
+        default=",".join(f"{q}:{h}" for q, h in SEISMIC),
+        help="pyseismic search settings, query_cut:heap_factor,...",
+    )
+    ap.add_argument(
+        "--seismic-index",
+        default="",
+        help="a .index.seismic file: loaded when it exists (no build), else the build is saved there",
+    )
+    ap.add_argument(
+        "--query-set",
+        default="real",
+        choices=("real", "adversarial"),
+        help="real encoded queries, or queries drawn from the documents' term distribution (adversarial)",
+    )
+    ap.add_argument("--json", help="also save the results (rows, settings, load average) to this JSON file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",") if t]
+    grid = tuple((int(q), float(h)) for q, h in (g.split(":") for g in args.seismic_grid.split(",") if g))
+    opts = {
+        "tune_sample": args.tune_sample,
+        "seismic_threads": args.seismic_threads,
+        "seismic_grid": grid,
+        "seismic_index": args.seismic_index,
+        "query_set": args.query_set,
+    }
     if args.child:
-        child(args.child, args.docs, args.queries, Path(args.out), threads, args.rounds, args.keep)
+        child(args.child, args.docs, args.queries, Path(args.out), threads, args.rounds, args.keep, opts)
         return
+    started = time.time()
+    load_before = os.getloadavg()
 
     t0 = time.perf_counter()
     stats = make_corpus(args.docs)
@@ -439,10 +519,16 @@ def main() -> None:
         f"from {stats['real_docs']:,} real splade-tiny documents; sampled in {time.perf_counter() - t0:.0f} s",
         flush=True,
     )
-    qv = queries(args.queries)
-    print(f"queries: {len(qv)} real encoded queries, {qv.nnz / len(qv):.1f} terms on average", flush=True)
+    qv = queries(args.queries, kind=args.query_set)
+    what = (
+        "real encoded queries"
+        if args.query_set == "real"
+        else "adversarial queries (document term distribution)"
+    )
+    print(f"queries: {len(qv)} {what}, {qv.nnz / len(qv):.1f} terms on average", flush=True)
     env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     results = {}
+    walls: dict[str, float] = {}
     for method in args.methods.split(","):
         out = CACHE / f"result-{method}-{args.docs}.json"
         out.unlink(missing_ok=True)
@@ -461,27 +547,71 @@ def main() -> None:
             "--rounds",
             str(args.rounds),
             *(["--keep"] if args.keep else []),
+            "--tune-sample",
+            str(args.tune_sample),
+            "--seismic-threads",
+            str(args.seismic_threads),
+            "--seismic-grid",
+            args.seismic_grid,
+            "--seismic-index",
+            args.seismic_index,
+            "--query-set",
+            args.query_set,
         ]
+        t1 = time.perf_counter()
         r = subprocess.run([*cmd, "--out", str(out)], env=env)
+        walls[method] = time.perf_counter() - t1
+        print(f"  {method}: {walls[method]:.0f} s, load average {os.getloadavg()[0]:.2f}", flush=True)
         if r.returncode != 0 or not out.exists():
             results[method] = {"skipped": f"failed (exit {r.returncode})"}
         else:
             res = json.loads(out.read_text())
             results.update(res["rows"] if "rows" in res else {method: res})
-    shutil.rmtree(CACHE / "work", ignore_errors=True)
-    report(results, args.docs)
+    shutil.rmtree(CACHE / "work" / str(os.getpid()), ignore_errors=True)
+    rows = report(results, args.docs)
+    load_after = os.getloadavg()
+    print(
+        f"\nload average (1/5/15 min): before {'/'.join(f'{x:.2f}' for x in load_before)}, "
+        f"after {'/'.join(f'{x:.2f}' for x in load_after)}; cores {os.cpu_count()}"
+    )
+    if args.json:
+        saved = {
+            "docs": args.docs,
+            "postings": stats["postings"],
+            "queries": len(qv),
+            "query_terms": qv.nnz / len(qv),
+            "k": K,
+            "methods": args.methods.split(","),
+            "argv": sys.argv[1:],
+            "tune_sample": args.tune_sample,
+            "seismic_threads": args.seismic_threads,
+            "seismic_grid": [list(g) for g in grid],
+            "seismic_index": args.seismic_index,
+            "started": started,
+            "finished": time.time(),
+            "method_wall_s": walls,
+            "cores": os.cpu_count(),
+            "load_before": list(load_before),
+            "load_after": list(load_after),
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(saved, indent=1))
+        print(f"wrote {args.json}")
 
 
-def report(results: dict, ndocs: int) -> None:
+def report(results: dict, ndocs: int) -> dict:
+    """Print the table (and batch / speed-up sections); the rows as dicts (latencies and recall included)."""
     ref = results.get("scipy-csc") or results.get("spladekit", {})
     exact_top = np.asarray(ref["top"]) if "top" in ref else None
     head = f"{'method':<18} {'p50 ms':>8} {'p95 ms':>8} {'build s':>8} {'disk MB':>9} {'B/post':>7} {'peak RSS GB':>11} {'R@10':>6}"
     print(f"\n{ndocs:,} documents, top-{K}, one thread\n" + head + "\n" + "-" * len(head))
     postings = ref.get("postings")
     rows = {}
+    saved: dict[str, dict] = {}
     for m, r in results.items():
         if "skipped" in r:
             print(f"{m:<18} skipped: {r['skipped']}")
+            saved[m] = {"skipped": r["skipped"]}
             continue
         lat = np.asarray(r["lat"])
         p50, p95 = np.percentile(lat, 50), np.percentile(lat, 95)
@@ -496,6 +626,12 @@ def report(results: dict, ndocs: int) -> None:
             r["bytes"] / (r.get("postings") or postings) if (r.get("postings") or postings) else float("nan")
         )
         rows[m] = (p50, p95)
+        saved[m] = {k: v for k, v in r.items() if k != "top"} | {
+            "p50": float(p50),
+            "p95": float(p95),
+            "recall": rec,
+            "bytes_per_posting": bpp,
+        }
         print(
             f"{m:<18} {p50:8.2f} {p95:8.2f} {r['build_s']:8.1f} {r['bytes'] / 1e6:9.1f} {bpp:7.2f} "
             f"{r['peak_rss'] / 2**30:11.2f} {rec:6.4f}  {r.get('note', '')}"
@@ -534,6 +670,7 @@ def report(results: dict, ndocs: int) -> None:
             indent=1,
         )
     )
+    return saved
 
 
 if __name__ == "__main__":
