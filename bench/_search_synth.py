@@ -53,6 +53,28 @@ def _sample(n, lengths, cdf, w_ptr, w_data, dim, seed):
     return indptr, out_i, out_w
 
 
+def _real_documents():
+    """The real encoded documents and each term's document frequency: what synthetic vectors are sampled from."""
+    real = SparseVectors.concat([encoded(c, "corpus") for c in CORPORA])
+    return real, np.bincount(real.indices, minlength=real.dim).astype(np.float64)
+
+
+def _sample_like(real, df, lengths, n: int, seed: int):
+    """``n`` vectors with lengths drawn from ``lengths``, terms by document frequency ``df``, weights bootstrapped
+    from each term's weights in ``real`` (``_sample``); returns (indptr, indices, data)."""
+    csc = real.to_scipy().tocsc()
+    cdf = np.cumsum(df / df.sum())
+    return _sample(
+        n,
+        np.asarray(lengths, np.int64),
+        cdf,
+        csc.indptr.astype(np.int64),
+        csc.data.astype(np.float32),
+        real.dim,
+        seed,
+    )
+
+
 def corpus_path(n: int):
     return CACHE / (f"synth-{n}" if not REAL_DOCS else f"synth-{n}-r{REAL_DOCS}")
 
@@ -63,15 +85,10 @@ def make_corpus(n: int, seed: int = 0) -> dict:
     stats_file = folder / "stats.json"
     if stats_file.exists():
         return json.loads(stats_file.read_text())
-    real = SparseVectors.concat([encoded(c, "corpus") for c in CORPORA])
+    real, df = _real_documents()
     dim = real.dim
     lengths = np.diff(real.indptr)
-    df = np.bincount(real.indices, minlength=dim).astype(np.float64)
-    cdf = np.cumsum(df / df.sum())
-    csc = real.to_scipy().tocsc()
-    indptr, indices, data = _sample(
-        n, lengths.astype(np.int64), cdf, csc.indptr.astype(np.int64), csc.data.astype(np.float32), dim, seed
-    )
+    indptr, indices, data = _sample_like(real, df, lengths, n, seed)
     folder.mkdir(parents=True, exist_ok=True)
     for name, arr in (("indptr", indptr), ("indices", indices), ("data", data)):
         np.save(folder / f"{name}.npy", arr)
@@ -104,19 +121,7 @@ def adversarial_queries(n: int, seed: int = 1) -> SparseVectors:
     *queries'* active dims, its terms with probability proportional to their real document frequency (so the
     corpus's most frequent terms, with the longest posting lists, dominate), each weight bootstrapped from that
     term's real document weights. Nothing about them favours pruning: no query term is rare."""
-    real = SparseVectors.concat([encoded(c, "corpus") for c in CORPORA])
+    real, df = _real_documents()
     real_q = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
-    dim = real.dim
-    df = np.bincount(real.indices, minlength=dim).astype(np.float64)
-    cdf = np.cumsum(df / df.sum())
-    csc = real.to_scipy().tocsc()
-    indptr, indices, data = _sample(
-        n,
-        np.diff(real_q.indptr).astype(np.int64),
-        cdf,
-        csc.indptr.astype(np.int64),
-        csc.data.astype(np.float32),
-        dim,
-        seed,
-    )
-    return SparseVectors(indptr, indices, data, dim)
+    indptr, indices, data = _sample_like(real, df, np.diff(real_q.indptr), n, seed)
+    return SparseVectors(indptr, indices, data, real.dim)

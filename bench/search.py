@@ -1,6 +1,7 @@
-"""Search benchmark: spladekit's index against scipy, splade-index and qdrant-edge on a 1M-document corpus.
+"""Search benchmark: spladekit's index against scipy, splade-index, qdrant-edge and pyseismic on a 1M-document corpus.
 
-Run from the repository root: ``python bench/search.py`` (``--docs 100000`` for a quicker run).
+Run from the repository root: ``python bench/search.py`` (``--docs 100000`` for a quicker run). The reference
+engines live in ``bench/_search_engines.py``, latency / memory / throughput measurement in ``bench/_search_measure.py``.
 
 Data. Every document and query of the shared collections (scifact, cranfield, cisi, msmarco-trecdl2019-pool:
 22,624 documents, 1,489 queries) is encoded once with the bundled splade-tiny and cached in ``bench/.cache/``
@@ -66,6 +67,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _search_data import CACHE, CORPORA, encoded  # noqa: E402
+from _search_engines import SEISMIC, run_qdrant, run_scipy, run_seismic, run_splade_index  # noqa: E402
+from _search_measure import K, batch_qps, peak_rss, rss_now, timed  # noqa: E402
 from _search_synth import adversarial_queries, load_corpus, make_corpus  # noqa: E402
 
 METHODS = (
@@ -78,20 +81,6 @@ METHODS = (
     "pyseismic",
 )
 APPROX = (0.9, 0.95, 0.99)
-# (query_cut, heap_factor); 1,000 = the whole query (queries have 60 terms on average)
-SEISMIC = (
-    (5, 0.9),
-    (10, 0.9),
-    (10, 0.8),
-    (20, 0.9),
-    (20, 0.8),
-    (40, 0.9),
-    (40, 0.7),
-    (60, 0.7),
-    (1000, 0.7),
-    (1000, 0.5),
-)
-K = 10
 
 
 def queries(n: int, seed: int = 0, kind: str = "real"):
@@ -104,71 +93,6 @@ def queries(n: int, seed: int = 0, kind: str = "real"):
     qs = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
     pick = np.sort(np.random.default_rng(seed).choice(len(qs), size=min(n, len(qs)), replace=False))
     return qs[pick]
-
-
-def rss_now() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process image: VmHWM. (On Linux ru_maxrss is carried across exec from the
-    forking parent, so a fresh child would report at least the parent's peak.)"""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM line in /proc/self/status")
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy jiffies of the whole machine, jiffies of this process, its threads included)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    with open("/proc/self/stat") as f:
-        own = f.read().rsplit(")", 1)[1].split()
-    return sum(v) - v[3] - v[4], int(own[11]) + int(own[12])
-
-
-def batch_qps(search_batch, qv, threads: list[int], rounds: int) -> dict:
-    """Queries/s of ``search_batch(qv, t)`` per thread count t (median of ``rounds`` alternating rounds), and the
-    share of the machine's CPU that other processes used during each count's rounds (0: they were idle)."""
-    search_batch(qv, max(threads))  # warm: every thread's first call
-    got: dict[int, list[float]] = {t: [] for t in threads}
-    others: dict[int, list[float]] = {t: [] for t in threads}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for _ in range(rounds):
-        for t in threads:
-            b0, o0 = _cpu_jiffies()
-            t0 = time.perf_counter()
-            search_batch(qv, t)
-            wall = time.perf_counter() - t0
-            b1, o1 = _cpu_jiffies()
-            got[t].append(len(qv) / wall)
-            others[t].append(max(0.0, (b1 - b0) - (o1 - o0)) / ticks / wall / (os.cpu_count() or 1))
-    return {
-        "qps": {str(t): float(np.median(v)) for t, v in got.items()},
-        "rounds": {str(t): v for t, v in got.items()},
-        "others": {str(t): float(np.mean(v)) for t, v in others.items()},
-    }
-
-
-def timed(fn, qrows, warm: int = 20):
-    """Latencies (ms) of fn(q) for each query, after ``warm`` untimed calls; returns (ms array, top-k ids)."""
-    for q in qrows[:warm]:
-        fn(q)
-    lat = np.empty(len(qrows))
-    top = np.full((len(qrows), K), -1, np.int64)
-    for i, q in enumerate(qrows):
-        t0 = time.perf_counter()
-        ids = fn(q)
-        lat[i] = 1000 * (time.perf_counter() - t0)
-        top[i, : len(ids)] = ids
-    return lat, top
 
 
 # ---------------------------------------------------------------------------------------------- methods (children)
@@ -250,176 +174,6 @@ def run_spladekit(
     if threads:
         res["batch"] = batch_qps(lambda q, t: idx.search_batch(q, k=K, threads=t), qv, threads, rounds)
     return res
-
-
-def _csc(ndocs: int):
-    import scipy.sparse as sp
-
-    X = load_corpus(ndocs)
-    t0 = time.perf_counter()
-    m = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(len(X), X.dim)).tocsc()
-    build = time.perf_counter() - t0
-    del X
-    gc.collect()
-    return m, build
-
-
-def run_scipy(ndocs: int, qv, work: Path) -> dict:
-    m, build = _csc(ndocs)
-
-    def one(q):
-        t, w = q.row(0)
-        s = m[:, t] @ w
-        top = np.argpartition(-s, K)[:K]
-        top = top[np.argsort(-s[top], kind="stable")]
-        return top[s[top] > 0].tolist()
-
-    lat, top = timed(one, [qv[i] for i in range(len(qv))])
-    nbytes = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
-    return {
-        "build_s": build,
-        "bytes": nbytes,
-        "postings": int(m.nnz),
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "in memory (bytes = array sizes)",
-    }
-
-
-def run_splade_index(ndocs: int, qv, work: Path) -> dict:
-    import numba
-
-    numba.set_num_threads(1)
-    from splade_index.numba.retrieve_utils import _retrieve_internal_jitted_parallel
-
-    m, build = _csc(ndocs)
-    data = m.data.astype(np.float32)
-    indices = m.indices.astype(np.int32)
-    indptr = m.indptr.astype(np.int32)
-    n = m.shape[0]
-
-    def one(q):
-        t, w = q.row(0)
-        ptr = np.array([0, len(t)], np.int32)
-        s, ix = _retrieve_internal_jitted_parallel(
-            t.astype(np.int32), w, ptr, K, True, np.float32, np.int32, data, indptr, indices, n
-        )
-        return ix[0][s[0] > 0].tolist()
-
-    lat, top = timed(one, [qv[i] for i in range(len(qv))])
-    return {
-        "build_s": build,
-        "bytes": data.nbytes + indices.nbytes + indptr.nbytes,
-        "postings": int(m.nnz),
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "in memory (bytes = array sizes)",
-    }
-
-
-def run_qdrant(ndocs: int, qv, work: Path) -> dict:
-    import qdrant_edge as qe
-
-    X = load_corpus(ndocs)
-    path = work / "qdrant"
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    cfg = qe.EdgeConfig(
-        sparse_vectors={"s": qe.EdgeSparseVectorParams()}, max_search_threads=1, wal_enabled=False
-    )
-    t0 = time.perf_counter()
-    shard = qe.EdgeShard.create(str(path), cfg)
-    step = 5000
-    for s in range(0, len(X), step):
-        pts = []
-        for i in range(s, min(s + step, len(X))):
-            a, b = X.indptr[i], X.indptr[i + 1]
-            # term ids are already unique and sorted (qdrant-edge would silently keep duplicates)
-            pts.append(qe.Point(i, {"s": qe.SparseVector(X.indices[a:b].tolist(), X.data[a:b].tolist())}))
-        shard.update(qe.UpdateOperation.upsert_points(pts))
-    shard.optimize()
-    shard.flush()
-    build = time.perf_counter() - t0
-    del X
-    gc.collect()
-
-    def one(q):
-        t, w = q.row(0)
-        req = qe.SearchRequest(
-            query=qe.Query.Nearest(qe.SparseVector(t.tolist(), w.tolist()), using="s"), limit=K
-        )
-        return [int(p.id) for p in shard.search(req)]
-
-    lat, top = timed(one, [qv[i] for i in range(len(qv))])
-    return {
-        "build_s": build,
-        "bytes": dir_bytes(path),
-        "postings": None,
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "embedded Rust engine",
-    }
-
-
-def run_seismic(ndocs: int, qv, work: Path, grid=SEISMIC, build_threads: int = 1, saved: str = "") -> dict:
-    """Build (default settings) and save, or with ``saved`` naming an existing ``.index.seismic`` file load that
-    build (build seconds: nan); then one row per (query_cut, heap_factor) of ``grid``."""
-    import seismic
-
-    X = load_corpus(ndocs)
-    st = seismic.get_seismic_string()
-    names = np.array([str(t) for t in range(X.dim)], dtype=st)  # component t is addressed as "t"
-    postings = int(X.indptr[-1])
-    path = Path(saved) if saved else work / "seismic.index.index.seismic"
-    if saved and path.exists():
-        index = seismic.SeismicIndex.load(str(path))
-        build = float("nan")
-        built = f"pyseismic-lsr default build, loaded from {path.name}"
-    else:
-        t0 = time.perf_counter()
-        # its CSR batch entry (one add_document() call per row grows superlinearly: 27 s for 20k documents)
-        ds = seismic.SeismicDataset(dim=X.dim)
-        ds.add_documents_by_id(
-            [str(i) for i in range(len(X))],
-            np.asarray(X.indices, np.int64),
-            np.asarray(X.data, np.float32),
-            np.asarray(X.indptr, np.int64),
-        )
-        index = seismic.SeismicIndex.build_from_dataset(ds, num_threads=build_threads)
-        build = time.perf_counter() - t0
-        index.save(str(path).removesuffix(".index.seismic"))  # save() appends the suffix
-        del ds
-        built = f"pyseismic-lsr default build ({build_threads} thread{'s' if build_threads > 1 else ''})"
-    nbytes = path.stat().st_size
-    del X
-    gc.collect()
-    rows = [qv[i].row(0) for i in range(len(qv))]
-    out = {}
-    for qc, hf in grid:
-
-        def one(q, qc=qc, hf=hf):
-            t, w = q
-            res = index.search("q", names[t], np.asarray(w, np.float32), K, qc, hf)
-            return [int(r[2]) for r in res]
-
-        lat, top = timed(one, rows)
-        out[f"seismic-q{qc}-hf{hf}"] = {
-            "build_s": build,
-            "bytes": nbytes,
-            "postings": postings,
-            "lat": lat.tolist(),
-            "top": top.tolist(),
-            "peak_rss": peak_rss(),
-            "search_rss": rss_now(),
-            "note": f"{built}, query_cut {qc}, heap_factor {hf}",
-        }
-    return {"rows": out}
 
 
 def child(
@@ -533,31 +287,8 @@ def main() -> None:
         out = CACHE / f"result-{method}-{args.docs}.json"
         out.unlink(missing_ok=True)
         print(f"running {method} ...", flush=True)
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            method,
-            "--docs",
-            str(args.docs),
-            "--queries",
-            str(args.queries),
-            "--threads",
-            args.threads,
-            "--rounds",
-            str(args.rounds),
-            *(["--keep"] if args.keep else []),
-            "--tune-sample",
-            str(args.tune_sample),
-            "--seismic-threads",
-            str(args.seismic_threads),
-            "--seismic-grid",
-            args.seismic_grid,
-            "--seismic-index",
-            args.seismic_index,
-            "--query-set",
-            args.query_set,
-        ]
+        # the child gets the parent's own options (it reads the ones it needs) plus its method
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--child", method]
         t1 = time.perf_counter()
         r = subprocess.run([*cmd, "--out", str(out)], env=env)
         walls[method] = time.perf_counter() - t1
