@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _search_measure import K, dir_bytes, peak_rss, rss_now, timed
+from _search_measure import K, dir_bytes, measured, timed
 from _search_synth import load_corpus
 
 # (query_cut, heap_factor); 1,000 = the whole query (queries have 60 terms on average)
@@ -51,16 +51,14 @@ def run_scipy(ndocs: int, qv, work: Path) -> dict:
 
     lat, top = timed(one, [qv[i] for i in range(len(qv))])
     nbytes = m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
-    return {
-        "build_s": build,
-        "bytes": nbytes,
-        "postings": int(m.nnz),
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "in memory (bytes = array sizes)",
-    }
+    return measured(
+        lat,
+        top,
+        build_s=build,
+        bytes=nbytes,
+        postings=int(m.nnz),
+        note="in memory (bytes = array sizes)",
+    )
 
 
 def run_splade_index(ndocs: int, qv, work: Path) -> dict:
@@ -84,16 +82,14 @@ def run_splade_index(ndocs: int, qv, work: Path) -> dict:
         return ix[0][s[0] > 0].tolist()
 
     lat, top = timed(one, [qv[i] for i in range(len(qv))])
-    return {
-        "build_s": build,
-        "bytes": data.nbytes + indices.nbytes + indptr.nbytes,
-        "postings": int(m.nnz),
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "in memory (bytes = array sizes)",
-    }
+    return measured(
+        lat,
+        top,
+        build_s=build,
+        bytes=data.nbytes + indices.nbytes + indptr.nbytes,
+        postings=int(m.nnz),
+        note="in memory (bytes = array sizes)",
+    )
 
 
 def run_qdrant(ndocs: int, qv, work: Path) -> dict:
@@ -130,16 +126,14 @@ def run_qdrant(ndocs: int, qv, work: Path) -> dict:
         return [int(p.id) for p in shard.search(req)]
 
     lat, top = timed(one, [qv[i] for i in range(len(qv))])
-    return {
-        "build_s": build,
-        "bytes": dir_bytes(path),
-        "postings": None,
-        "lat": lat.tolist(),
-        "top": top.tolist(),
-        "peak_rss": peak_rss(),
-        "search_rss": rss_now(),
-        "note": "embedded Rust engine",
-    }
+    return measured(
+        lat,
+        top,
+        build_s=build,
+        bytes=dir_bytes(path),
+        postings=None,
+        note="embedded Rust engine",
+    )
 
 
 def run_seismic(ndocs: int, qv, work: Path, grid=SEISMIC, build_threads: int = 1, saved: str = "") -> dict:
@@ -184,14 +178,12 @@ def run_seismic(ndocs: int, qv, work: Path, grid=SEISMIC, build_threads: int = 1
             return [int(r[2]) for r in res]
 
         lat, top = timed(one, rows)
-        out[f"seismic-q{qc}-hf{hf}"] = {
-            "build_s": build,
-            "bytes": nbytes,
-            "postings": postings,
-            "lat": lat.tolist(),
-            "top": top.tolist(),
-            "peak_rss": peak_rss(),
-            "search_rss": rss_now(),
-            "note": f"{built}, query_cut {qc}, heap_factor {hf}",
-        }
+        out[f"seismic-q{qc}-hf{hf}"] = measured(
+            lat,
+            top,
+            build_s=build,
+            bytes=nbytes,
+            postings=postings,
+            note=f"{built}, query_cut {qc}, heap_factor {hf}",
+        )
     return {"rows": out}

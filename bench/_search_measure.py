@@ -74,3 +74,15 @@ def timed(fn, qrows, warm: int = 20):
         lat[i] = 1000 * (time.perf_counter() - t0)
         top[i, : len(ids)] = ids
     return lat, top
+
+
+def measured(lat, top, **fields) -> dict:
+    """One method's result row: ``fields`` (build_s, bytes, postings, note, ...) with its latencies, top-k ids and
+    this process's peak and current memory."""
+    return {
+        **fields,
+        "lat": lat.tolist(),
+        "top": top.tolist(),
+        "peak_rss": peak_rss(),
+        "search_rss": rss_now(),
+    }
