@@ -195,6 +195,28 @@ def test_holdout_queries_leave_training_and_choose_the_best(beir, tmp_path, tiny
     assert len({tuple(split_holdout(rows, 1, seed=s)[1]) for s in range(10)}) > 1
 
 
+def test_holdout_draws_only_judged_queries_and_the_same_ones_with_pseudo_query_rows(beir):
+    """Rows of queries the hold-out split does not judge (pseudo-queries such as titles) always train, and adding
+    them after the judged rows leaves the draw as it was, so runs with and without them are compared on the same
+    held-out queries; the judged set is read from the config's eval_data before training starts."""
+    from spladekit.train import TrainConfig
+    from spladekit.train.holdout import judged_queries, split_holdout
+    from spladekit.train.rows import TrainRow
+
+    judged = judged_queries(TrainConfig(train_data="x.jsonl", eval_data=str(beir)))
+    assert set(QRELS) <= judged
+    real = [TrainRow(f"q{i}", "p", ["n"], extra={"query_id": q}) for i, q in enumerate(QRELS)]
+    titles = [TrainRow(f"title {i}", "p", ["n"], extra={"query_id": f"t{i}"}) for i in range(50)]
+    _, before = split_holdout(real, 1, seed=3, eligible=judged)
+    kept, held = split_holdout(real + titles, 1, seed=3, eligible=judged)
+    assert held == before and held[0] in QRELS
+    assert all(r in kept for r in titles)
+    for seed in range(20):  # never a title, whatever the seed
+        assert split_holdout(real + titles, 2, seed=seed, eligible=judged)[1][0] in QRELS
+    with pytest.raises(Exception, match=f"only {len(QRELS)} judged queries"):
+        split_holdout(real + titles, len(QRELS), seed=3, eligible=judged)
+
+
 def test_evaluate_checkpoint_truncates_documents_without_touching_the_encoder(beir, tiny_mlm):
     """eval_max_doc_length shortens the evaluated documents only; the encoder's own max length and mode stay."""
     from spladekit.encode import SpladeEncoder

@@ -21,15 +21,30 @@ def query_key(row: TrainRow) -> str:
     return str(row.extra.get("query_id", row.query))
 
 
-def split_holdout(rows: list[TrainRow], n: int, seed: int) -> tuple[list[TrainRow], list[str]]:
+def split_holdout(
+    rows: list[TrainRow], n: int, seed: int, eligible: set[str] | None = None
+) -> tuple[list[TrainRow], list[str]]:
     """Move every row of ``n`` randomly chosen queries (seeded) out of training; returns (rows, their query ids
-    as ``query_key`` gives them)."""
+    as ``query_key`` gives them). With ``eligible`` only those queries can be held out (the ones the hold-out
+    split judges: rows of other queries, such as pseudo-queries, always train), drawn in the same order and with
+    the same seed as without them."""
     key = [query_key(r) for r in rows]
     uniq = list(dict.fromkeys(key))
-    if n >= len(uniq):
-        raise InputError(f"holdout_queries={n}: the training data has only {len(uniq)} queries")
-    held = set(random.Random(seed).sample(uniq, n))
+    pool = uniq if eligible is None else [k for k in uniq if k in eligible]
+    if n >= len(pool):
+        judged = "" if eligible is None else " judged"
+        raise InputError(f"holdout_queries={n}: the training data has only {len(pool)}{judged} queries")
+    held = set(random.Random(seed).sample(pool, n))
     return [r for r, k in zip(rows, key) if k not in held], [k for k in uniq if k in held]
+
+
+def judged_queries(cfg: TrainConfig) -> set[str]:
+    """The queries ``cfg.holdout_split`` of ``cfg.eval_data`` judges, by id and by text (a row names its query
+    either way, ``query_key``): the only ones a hold-out evaluation can score."""
+    from ..data import load_beir
+
+    col = load_beir(cfg.eval_data, cfg.holdout_split)
+    return set(col.qrels) | {q.text for qid, q in col.queries.items() if qid in col.qrels}
 
 
 def _eval_set(cfg: TrainConfig, query_ids: list[str] | None) -> dict:

@@ -34,7 +34,7 @@ from .batching import (
 )
 from .checkpoint import load_state, move_into_place, partial_path, write_json
 from .config import TrainConfig
-from .holdout import evaluate_checkpoint, split_holdout
+from .holdout import evaluate_checkpoint, judged_queries, split_holdout
 from .optim import build_optimizer, build_scheduler
 from .plots import plot_history
 from .query_table import TrainableQueryTable, start_table
@@ -79,7 +79,7 @@ def _setup(cfg: TrainConfig, log, t_start: float) -> RunState:
     rows, n_neg = prepare_rows(cfg)
     holdout: list[str] | None = None
     if cfg.holdout_queries:
-        rows, holdout = split_holdout(rows, cfg.holdout_queries, cfg.split_seed)
+        rows, holdout = split_holdout(rows, cfg.holdout_queries, cfg.split_seed, judged_queries(cfg))
         log(f"held out {len(holdout)} training queries for evaluation; {len(rows)} rows left for training")
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
