@@ -95,11 +95,27 @@ def queries(n: int, seed: int = 0, kind: str = "real"):
     return qs[pick]
 
 
+def tuning_queries(n: int, bench_n: int, seed: int = 0):
+    """``n`` real queries that are not among the benchmark's ``bench_n`` (``queries(bench_n)``): held out, for
+    ``tune(queries=...)``."""
+    from spladekit.sparse import SparseVectors
+
+    qs = SparseVectors.concat([encoded(c, "queries") for c in CORPORA])
+    taken = np.random.default_rng(seed).choice(len(qs), size=min(bench_n, len(qs)), replace=False)
+    rest = np.setdiff1d(np.arange(len(qs)), taken)
+    if n > len(rest):
+        raise SystemExit(f"--tune-queries {n}: only {len(rest)} real queries are left out of the benchmark's")
+    return qs[np.sort(np.random.default_rng(seed + 1).choice(rest, size=n, replace=False))]
+
+
 # ---------------------------------------------------------------------------------------------- methods (children)
 def run_spladekit(
-    ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5, keep=False, tune_sample: int = 200
+    ndocs: int, qv, work: Path, variant: str, threads=(), rounds: int = 5, keep=False, opts=None
 ) -> dict:
-    from spladekit.index import Index
+    opts = opts or {}
+    tune_sample = opts.get("tune_sample", 200)
+    tune_q = opts.get("tune_queries", 0)
+    from spladekit.index import Index, Plan
 
     path = CACHE / "keep" / f"spladekit-{variant}-{ndocs}" if keep else work / "spladekit"
     reuse = keep and (path / "manifest.json").exists()  # --keep: built (and tuned) once, then reused
@@ -136,7 +152,8 @@ def run_spladekit(
         t0 = time.perf_counter()
         rep = info["approx"]["tuning"]
         if rep is None:  # approximate rows even where exact search is faster (by default: searched exactly)
-            rep = idx.tune(sample=tune_sample, exact_if_faster=False)
+            tq = tuning_queries(tune_q, len(qv)) if tune_q else None
+            rep = idx.tune(queries=tq, sample=tune_q or tune_sample, exact_if_faster=False)
         tune_s = time.perf_counter() - t0
         ax = sum(f.stat().st_size for f in path.rglob("ax_*.npy"))
         out = {}
@@ -149,7 +166,7 @@ def run_spladekit(
                 "lat": lat.tolist(),
                 "top": top.tolist(),
                 "peak_rss": peak_rss(),
-                "note": f"approx={a}: {knobs}; tune {tune_s:.0f} s ({tune_sample} documents); "
+                "note": f"approx={a}: {knobs}; tune {tune_s:.0f} s ({rep['sample']} {rep['queries']}); "
                 f"approx files {ax / info['postings']:.2f} B/post",
                 "tune_s": tune_s,
             }
@@ -157,6 +174,23 @@ def run_spladekit(
                 out[f"spladekit-{a}"]["batch"] = batch_qps(
                     lambda q, t, a=a: idx.search_batch(q, k=K, threads=t, approx=a), qv, threads, rounds
                 )
+        segs, allowed = idx._prepare_filter(None)
+        for qt, hf in opts.get("approx_grid", ()):  # explicit knobs, for the recall/latency curve
+
+            def one(q, plan=Plan(qt, hf)):
+                t, w = q.row(0)
+                return [
+                    int(segs[si].doc_id(d)) for _, si, d in idx._approx_top_k(segs, allowed, t, w, K, plan)[0]
+                ]
+
+            lat, top = timed(one, rows)
+            out[f"spladekit-q{qt}-hf{hf}"] = {
+                **base,
+                "lat": lat.tolist(),
+                "top": top.tolist(),
+                "peak_rss": peak_rss(),
+                "note": f"query_terms {qt}, heap_factor {hf}; approx files {ax / info['postings']:.2f} B/post",
+            }
         table = [
             (r["recall"], r["query_terms"], r["heap_factor"], round(r["measured"], 3)) for r in rep["table"]
         ]
@@ -186,7 +220,7 @@ def child(
     work.mkdir(parents=True, exist_ok=True)
     if method.startswith("spladekit"):
         variant = method.partition("-")[2] or "exact"
-        res = run_spladekit(ndocs, qv, work, variant, threads, rounds, keep, opts.get("tune_sample", 200))
+        res = run_spladekit(ndocs, qv, work, variant, threads, rounds, keep, opts)
     elif method == "scipy-csc":
         res = run_scipy(ndocs, qv, work)
     elif method == "splade-index":
@@ -229,6 +263,17 @@ def main() -> None:
         "--keep", action="store_true", help="keep the spladekit indexes in bench/.cache/keep and reuse them"
     )
     ap.add_argument("--tune-sample", type=int, default=200, help="documents spladekit-approx is tuned on")
+    ap.add_argument(
+        "--tune-queries",
+        type=int,
+        default=0,
+        help="tune spladekit-approx on this many real queries left out of the benchmark's (0: on documents)",
+    )
+    ap.add_argument(
+        "--approx-grid",
+        default="",
+        help="spladekit-approx rows at explicit knobs too, query_terms:heap_factor,... (the curve)",
+    )
     ap.add_argument("--seismic-threads", type=int, default=1, help="pyseismic build threads (search: one)")
     ap.add_argument(
         "--seismic-grid",
@@ -254,6 +299,10 @@ def main() -> None:
     grid = tuple((int(q), float(h)) for q, h in (g.split(":") for g in args.seismic_grid.split(",") if g))
     opts = {
         "tune_sample": args.tune_sample,
+        "tune_queries": args.tune_queries,
+        "approx_grid": tuple(
+            (int(q), float(h)) for q, h in (g.split(":") for g in args.approx_grid.split(",") if g)
+        ),
         "seismic_threads": args.seismic_threads,
         "seismic_grid": grid,
         "seismic_index": args.seismic_index,
@@ -315,6 +364,8 @@ def main() -> None:
             "methods": args.methods.split(","),
             "argv": sys.argv[1:],
             "tune_sample": args.tune_sample,
+            "tune_queries": args.tune_queries,
+            "approx_grid": args.approx_grid,
             "seismic_threads": args.seismic_threads,
             "seismic_grid": [list(g) for g in grid],
             "seismic_index": args.seismic_index,

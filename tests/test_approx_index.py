@@ -217,7 +217,7 @@ def test_bad_tune_arguments(tuned):
         idx.tune(sample=0)
 
 
-@pytest.mark.parametrize("name", ["ax_sq.npy", "ax_bdocs.npy"])
+@pytest.mark.parametrize("name", ["ax_cq.npy", "ax_bdocs.npy"])
 def test_check_catches_a_damaged_approx_file(light_encoder, tmp_path, corpus, name):
     assert name in FILES
     path = tmp_path / "idx"

@@ -1,19 +1,25 @@
 """The approximate-search structure of a segment (Seismic-style), built with the segment and as immutable.
 
-Per term, its postings cut to the heaviest ``lam`` entries (``lam`` x the segment's documents, at least
-``LAM_MIN``), grouped into blocks of about ``block`` documents by clustering (a document joins the block of the
+Per term, its postings cut to the heaviest ``lam`` x the segment's documents (at least ``LAM_MIN``, at most
+``list_max``), grouped into blocks of about ``block`` documents by clustering (a document joins the block of the
 sampled centroid document it has the largest dot product with, on both vectors' ``DOC_CUT`` heaviest terms); each
-block has a summary vector: per term the largest weight over its documents, pruned to the heaviest entries holding
-``alpha`` of its mass and quantised to a byte (rounded up). A forward index (each document's terms and weights,
-the weights in the segment's own storage: float32, or the 8-bit codes of a compact index) re-scores candidates
-exactly. Files (``ax_*``), written through the segment's ``save_array`` so they are synced and checksummed like
-every other segment file:
+block has a summary vector: per term the largest weight over its documents (all their terms, or their
+``summary_terms`` heaviest), pruned to the heaviest entries holding ``alpha`` of its mass and quantised to a byte
+(rounded up: a summary never scores below its block's best document on the terms it keeps). A forward index (each
+document's terms and weights, in the segment's own storage: float32, or the 8-bit codes of a compact index)
+re-scores candidates exactly. Files (``ax_*``), written through the segment's ``save_array`` so they are synced
+and checksummed like every other segment file:
 
 - ``ax_tblk.npy`` (int64, dim + 1): per term, its first block; blocks of a term are contiguous;
 - ``ax_bptr.npy`` (int64, blocks + 1) + ``ax_bdocs.npy`` (uint32): each block's documents, ascending;
-- ``ax_sptr.npy`` (int64, blocks + 1) + ``ax_sterms.npy`` (uint16 / int32) + ``ax_sq.npy`` (uint8) +
-  ``ax_sscale.npy`` (float32 per block): summaries; weight = code x scale;
+- ``ax_sscale.npy`` (float32 per block): a summary weight is its code x its block's scale;
+- summaries, component-major (``approx_summaries``): ``ax_tcomp.npy`` (int64, dim + 1) + ``ax_ccomp.npy``
+  (uint16 / int32) + ``ax_tent.npy`` (int64, dim + 1) + ``ax_cptr.npy`` (uint32, from the term's first entry) +
+  ``ax_cblk.npy`` (uint16 / uint32) + ``ax_cq.npy`` (uint8);
 - ``ax_fptr.npy`` (int64, documents + 1) + ``ax_fterms.npy`` (uint16 / int32) + ``ax_fw.npy``: the forward index.
+
+Segments written before the component-major layout (``sptr`` / ``sterms`` / ``sq``, one sparse vector a block)
+are read and transposed in memory on open.
 """
 
 from __future__ import annotations
@@ -25,8 +31,27 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-NAMES = ("tblk", "bptr", "bdocs", "sptr", "sterms", "sq", "sscale", "fptr", "fterms", "fw")
+from .approx_summaries import relative_offsets, summary_cut, to_component_major
+
+NAMES = (
+    "tblk",
+    "bptr",
+    "bdocs",
+    "sscale",
+    "tcomp",
+    "ccomp",
+    "tent",
+    "cptr",
+    "cblk",
+    "cq",
+    "fptr",
+    "fterms",
+    "fw",
+)
 FILES = tuple(f"ax_{n}.npy" for n in NAMES)
+# segments written before summaries were stored component-major (meta "summaries" absent): transposed on load
+OLD_NAMES = ("tblk", "bptr", "bdocs", "sptr", "sterms", "sq", "sscale", "fptr", "fterms", "fw")
+LAYOUT = "component"
 LAM_MIN = 256  # a term keeps at least this many postings (all of them in small segments)
 DOC_CUT = 16  # terms per document vector used to cluster a list
 SUM_CUT = 32  # terms per document vector that summaries are built from (the heaviest carry a block's maxima)
@@ -34,14 +59,18 @@ SUM_CUT = 32  # terms per document vector that summaries are built from (the hea
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first), ``block``
-    (documents per block, on average), ``alpha`` (share of a summary's mass kept)."""
+    """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first) and ``list_max``
+    (the most it keeps, 0: no cap; Seismic's 3,500 x 1.5), ``block`` (documents per block, on average), ``alpha``
+    (share of a summary's mass kept), ``summary_max`` (entries a summary keeps at most, 0: no cap) and
+    ``summary_terms`` (heaviest terms of each document a summary is built from, 0: all of them, as Seismic)."""
 
     lam: float = 0.05
-    block: int = 16
-    alpha: float = 0.5
+    block: int = 10
+    alpha: float = 0.4
     cluster: bool = True
-    summary_max: int = 48  # entries a summary keeps at most (after the alpha cut)
+    summary_max: int = 0
+    summary_terms: int = 0
+    list_max: int = 5250
 
     def record(self) -> dict:
         return {**self.__dict__}
@@ -76,10 +105,13 @@ def _doc_tops(indptr, indices, data, cut):
 
 
 @nb.njit(cache=True, nogil=True)
-def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, smax, seed):
+def _build(
+    indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, smax, sum_cut, seed
+):
     n = len(indptr) - 1
     np.random.seed(seed)
-    tt, tw = _doc_tops(indptr, indices, data, SUM_CUT)
+    tt, tw = _doc_tops(indptr, indices, data, max(DOC_CUT, sum_cut))
+    hist = np.zeros(257, np.float64)
     tblk = np.zeros(dim + 1, np.int64)
     bptr = np.zeros(1024, np.int64)
     bdocs = np.empty(1024, np.uint32)
@@ -178,37 +210,39 @@ def _build(indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, al
                 bdocs[nd] = kd[o[j]]
                 nd += 1
                 j += 1
-            # summary: per-term max over the block's documents (their SUM_CUT heaviest terms), pruned to alpha of
-            # its mass and to smax entries
+            # summary: per-term max over the block's documents (their ``sum_cut`` heaviest terms, or all of them),
+            # pruned to alpha of its mass and to smax entries
             nt = 0
             total = 0.0
             for q in range(j0, j):
                 d = kd[o[q]]
-                for a in range(SUM_CUT):
-                    u = tt[d, a]
-                    if u < 0:
-                        break
-                    w = tw[d, a]
-                    if w <= 0:
-                        continue
-                    if mx[u] == 0:
-                        touched[nt] = u
-                        nt += 1
-                    if w > mx[u]:
-                        total += w - mx[u]
-                        mx[u] = w
-            vals = np.empty(nt, np.float32)
-            for q in range(nt):
-                vals[q] = mx[touched[q]]
-            so = np.argsort(-vals, kind="mergesort")
-            keepn = 0
-            run = 0.0
-            while keepn < nt and keepn < smax and run < alpha * total:
-                run += vals[so[keepn]]
-                keepn += 1
-            kt = np.sort(touched[so[:keepn]])
-            top = vals[so[0]] if nt else np.float32(0.0)
-            scale = np.float32(top / 255.0) if top > 0 else np.float32(1.0)
+                if sum_cut > 0:
+                    for a in range(sum_cut):
+                        u = tt[d, a]
+                        if u < 0:
+                            break
+                        w = tw[d, a]
+                        if w <= 0:
+                            continue
+                        if mx[u] == 0:
+                            touched[nt] = u
+                            nt += 1
+                        if w > mx[u]:
+                            total += w - mx[u]
+                            mx[u] = w
+                else:
+                    for x in range(indptr[d], indptr[d + 1]):
+                        u = indices[x]
+                        w = data[x]
+                        if w <= 0:
+                            continue
+                        if mx[u] == 0:
+                            touched[nt] = u
+                            nt += 1
+                        if w > mx[u]:
+                            total += w - mx[u]
+                            mx[u] = w
+            keepn, kt, scale = summary_cut(mx, touched, nt, total, alpha, smax, hist)
             sterms = _grow(sterms, ns + keepn)
             sq = _grow(sq, ns + keepn)
             for q in range(keepn):
@@ -242,6 +276,8 @@ def build(
     them); its summary for meta.json."""
     n = len(indptr) - 1
     lam_n = max(LAM_MIN, math.ceil(settings.lam * n))
+    if settings.list_max > 0:
+        lam_n = min(lam_n, max(LAM_MIN, int(settings.list_max)))
     out = _build(
         np.asarray(indptr, np.int64),
         np.asarray(indices, np.int64),
@@ -255,51 +291,96 @@ def build(
         float(settings.alpha),
         bool(settings.cluster),
         int(settings.summary_max),
+        int(settings.summary_terms),
         0,
     )
-    tdt = np.uint16 if dim <= 1 << 16 else np.int32
     tblk, bptr, bdocs, sptr, sterms, sq, sscale = out
+    tcomp, ccomp, cptr, cblk, cq = to_component_major(tblk, sptr, sterms, sq)
+    del sptr, sterms, sq
+    tent, cptr = relative_offsets(tcomp, cptr)
+    tdt = np.uint16 if dim <= 1 << 16 else np.int32
+    per_list = int(np.diff(tblk).max()) if len(tblk) > 1 else 0
     arrays = {
         "tblk": tblk,
         "bptr": bptr,
         "bdocs": bdocs,
-        "sptr": sptr,
-        "sterms": sterms.astype(tdt),
-        "sq": sq,
         "sscale": sscale,
+        "tcomp": tcomp,
+        "ccomp": ccomp.astype(tdt),
+        "tent": tent,
+        "cptr": cptr,
+        "cblk": cblk.astype(np.uint16 if per_list <= 1 << 16 else np.uint32),
+        "cq": cq,
         "fptr": np.asarray(indptr, np.int64),
         "fterms": np.asarray(indices).astype(tdt),
         "fw": np.asarray(fw),
     }
     for name in NAMES:
         save_array(folder / f"ax_{name}.npy", arrays[name])
-    return {**settings.record(), "lam_n": lam_n, "blocks": int(len(bptr) - 1), "kept": int(len(bdocs))}
+    return {
+        **settings.record(),
+        "lam_n": lam_n,
+        "blocks": int(len(bptr) - 1),
+        "kept": int(len(bdocs)),
+        "summary_entries": int(len(cq)),
+        "summaries": LAYOUT,
+    }
 
 
 @dataclass
 class ApproxView:
-    """A segment's approximate structure, memory-mapped (plain ndarray views)."""
+    """A segment's approximate structure, memory-mapped (plain ndarray views); summaries component-major."""
 
     tblk: np.ndarray
     bptr: np.ndarray
     bdocs: np.ndarray
-    sptr: np.ndarray
-    sterms: np.ndarray
-    sq: np.ndarray
     sscale: np.ndarray
+    tcomp: np.ndarray
+    ccomp: np.ndarray
+    tent: np.ndarray
+    cptr: np.ndarray
+    cblk: np.ndarray
+    cq: np.ndarray
     fptr: np.ndarray
     fterms: np.ndarray
     fw: np.ndarray
 
     @classmethod
-    def load(cls, folder: Path, arr) -> ApproxView:
-        return cls(*(np.asarray(arr(f)) for f in FILES))
+    def load(cls, folder: Path, arr, layout: str | None = LAYOUT) -> ApproxView:
+        """``layout``: the segment meta's ``approx["summaries"]`` (None: written block-major, transposed here)."""
+        if layout == LAYOUT:
+            return cls(*(np.asarray(arr(f)) for f in FILES))
+        a = {n: np.asarray(arr(f"ax_{n}.npy")) for n in OLD_NAMES}
+        tcomp, ccomp, cptr, cblk, cq = to_component_major(
+            a["tblk"], a["sptr"], a["sterms"].astype(np.int64), a["sq"]
+        )
+        tent, cptr = relative_offsets(tcomp, cptr)
+        return cls(
+            a["tblk"],
+            a["bptr"],
+            a["bdocs"],
+            a["sscale"],
+            tcomp,
+            ccomp,
+            tent,
+            cptr,
+            cblk,
+            cq,
+            a["fptr"],
+            a["fterms"],
+            a["fw"],
+        )
 
 
-def structure_problem(folder: Path, load, n_docs: int, dim: int, nnz: int, compact: bool) -> str | None:
-    """``"file: problem"`` for the first inconsistency of a segment's approximate structure, or None (deep check)."""
+def structure_problem(
+    folder: Path, load, n_docs: int, dim: int, nnz: int, compact: bool, layout: str | None = LAYOUT
+) -> str | None:
+    """``"file: problem"`` for the first inconsistency of a segment's approximate structure, or None (deep check;
+    ``layout`` as for ``ApproxView.load``)."""
+    names = NAMES if layout == LAYOUT else OLD_NAMES
     a = {}
-    for name, f in zip(NAMES, FILES):
+    for name in names:
+        f = f"ax_{name}.npy"
         x = load(folder / f)
         if x is None:
             return f"{folder / f}: unreadable"
@@ -310,15 +391,30 @@ def structure_problem(folder: Path, load, n_docs: int, dim: int, nnz: int, compa
         p = p.astype(np.int64)
         return p.ndim != 1 or len(p) != count + 1 or p[0] != 0 or (np.diff(p) < 0).any() or p[-1] != end
 
+    def above(x, limit):
+        return len(x) > 0 and int(x.max()) >= limit
+
+    if layout == LAYOUT:
+        per_list = int(np.diff(a["tblk"].astype(np.int64)).max()) if len(a["tblk"]) > 1 else 0
+        summaries = (
+            ("tcomp", ptr_bad(a["tcomp"], dim, len(a["ccomp"])) or above(a["ccomp"], dim)),
+            ("tent", ptr_bad(a["tent"], dim, len(a["cblk"])) or len(a["cq"]) != len(a["cblk"])),
+            ("cptr", len(a["cptr"]) != len(a["ccomp"]) or above(a["cptr"], max(1, len(a["cblk"])))),
+            ("cblk", above(a["cblk"], per_list)),
+        )
+    else:
+        summaries = (
+            ("sptr", ptr_bad(a["sptr"], nb_, len(a["sterms"])) or len(a["sq"]) != len(a["sterms"])),
+            ("sterms", above(a["sterms"], dim)),
+        )
     checks = (
         ("tblk", ptr_bad(a["tblk"], dim, nb_) if nb_ >= 0 else True),
         ("bptr", ptr_bad(a["bptr"], nb_, len(a["bdocs"]))),
-        ("sptr", ptr_bad(a["sptr"], nb_, len(a["sterms"])) or len(a["sq"]) != len(a["sterms"])),
+        *summaries,
         ("sscale", len(a["sscale"]) != nb_ or not np.isfinite(a["sscale"]).all() or (a["sscale"] <= 0).any()),
-        ("bdocs", len(a["bdocs"]) > 0 and int(a["bdocs"].max()) >= n_docs),
-        ("sterms", len(a["sterms"]) > 0 and int(a["sterms"].max()) >= dim),
+        ("bdocs", above(a["bdocs"], n_docs)),
         ("fptr", ptr_bad(a["fptr"], n_docs, nnz)),
-        ("fterms", len(a["fterms"]) != nnz or (nnz > 0 and int(a["fterms"].max()) >= dim)),
+        ("fterms", len(a["fterms"]) != nnz or above(a["fterms"], dim)),
         ("fw", len(a["fw"]) != nnz or a["fw"].dtype != (np.uint8 if compact else np.float32)),
     )
     for name, bad in checks:

@@ -272,7 +272,13 @@ def _check_segment(rep, folder: Path, entry: dict, manifest: dict, live_ids: dic
     _check_postings(rep, folder, meta, dim, n, nw)
     if meta.get("approx"):
         problem = structure_problem(
-            folder, lambda p: _load(rep, p), n, dim, meta.get("nnz"), bool(meta.get("compact"))
+            folder,
+            lambda p: _load(rep, p),
+            n,
+            dim,
+            meta.get("nnz"),
+            bool(meta.get("compact")),
+            meta["approx"].get("summaries"),
         )
         if problem:
             rep.problems.append(problem)

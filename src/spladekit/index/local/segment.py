@@ -220,7 +220,9 @@ class Segment:
             store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
             store_off=arr("store_off.npy") if has_store else None,
             lex=LexicalView.load(folder, arr, _mmap_bytes) if meta.get("lexical") else None,
-            ax=approx_build.ApproxView.load(folder, arr) if meta.get("approx") else None,
+            ax=approx_build.ApproxView.load(folder, arr, meta["approx"].get("summaries"))
+            if meta.get("approx")
+            else None,
         )
 
     def with_deletes(self, deleted_file: str | None) -> Segment:
@@ -375,10 +377,13 @@ class Segment:
             ax.tblk,
             ax.bptr,
             ax.bdocs,
-            ax.sptr,
-            ax.sterms,
-            ax.sq,
             ax.sscale,
+            ax.tcomp,
+            ax.ccomp,
+            ax.tent,
+            ax.cptr,
+            ax.cblk,
+            ax.cq,
             ax.fptr,
             ax.fterms,
             ax.fw,

@@ -1,0 +1,150 @@
+"""Block summaries of the approximate-search structure: choosing a summary's entries, and storing a term's
+summaries component-major (as Seismic does) so that scoring them reads only the entries of the query's terms.
+
+Block-major (one sparse vector per block) is how summaries are built; component-major is how they are stored and
+searched: per term list, its summaries' distinct components ascending (``ccomp``), and per component the blocks
+that have it and their byte codes (``cblk``, ``cq``; ``cptr`` delimits them, counted from the term's first entry
+``tent``). Scoring a list's summaries is then
+one binary search per query term and one multiply-add per matching entry, instead of a pass over every entry of
+every summary (which grew with whole-document summaries to ~400 entries a block).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, nogil=True)
+def summary_cut(mx, touched, nt, total, alpha, smax, hist):
+    """A block summary's entries: (count, sorted terms, scale). The heaviest of the ``nt`` touched terms holding
+    ``alpha`` of the mass (``total``), at most ``smax`` (0: no cap). Selected by a 256-bucket histogram of the
+    byte codes the summary is stored in (one pass, no sort: the cut is at code resolution, ties kept together
+    unless the cap splits them)."""
+    top = np.float32(0.0)
+    for q in range(nt):
+        if mx[touched[q]] > top:
+            top = mx[touched[q]]
+    scale = np.float32(top / 255.0) if top > 0 else np.float32(1.0)
+    cnt = np.zeros(257, np.int64)
+    hist[:] = 0.0
+    for q in range(nt):
+        w = mx[touched[q]]
+        c = min(255, int(math.ceil(w / scale - 1e-4)))
+        cnt[c] += 1
+        hist[c] += w
+    cap = smax if smax > 0 else nt
+    run = 0.0
+    keepn = 0
+    cut = 256
+    room = -1  # entries the cap leaves for the bucket where it falls (-1: the whole bucket)
+    while cut > 0 and keepn < cap and run < alpha * total:
+        cut -= 1
+        if keepn + cnt[cut] > cap:
+            room = cap - keepn
+            keepn = cap
+            break
+        keepn += cnt[cut]
+        run += hist[cut]
+    kt = np.empty(keepn, np.int64)
+    m = 0
+    for q in range(nt):
+        u = touched[q]
+        c = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
+        if c > cut or (c == cut and room != 0):
+            if c == cut and room > 0:
+                room -= 1
+            kt[m] = u
+            m += 1
+    return keepn, np.sort(kt[:m]), scale
+
+
+@nb.njit(cache=True, nogil=True)
+def to_component_major(tblk, sptr, sterms, sq):
+    """(tcomp, ccomp, cptr, cblk, cq) from block-major summaries: per term t its components are
+    ``ccomp[tcomp[t]:tcomp[t + 1]]``, ascending; component c's entries ``cptr[c]:cptr[c + 1]`` of ``cblk`` (the
+    block's number within the term's list) and ``cq`` (its code), blocks ascending."""
+    dim = len(tblk) - 1
+    ns = len(sterms)
+    tcomp = np.zeros(dim + 1, np.int64)
+    ccomp = np.empty(ns, np.int32)
+    cptr = np.zeros(ns + 1, np.int64)
+    cblk = np.empty(ns, np.int32)
+    cq = np.empty(ns, np.uint8)
+    nc = 0
+    ne = 0
+    for t in range(dim):
+        tcomp[t] = nc
+        b0, b1 = tblk[t], tblk[t + 1]
+        e0, e1 = sptr[b0], sptr[b1]
+        m = e1 - e0
+        if m == 0:
+            continue
+        comp = np.empty(m, np.int64)
+        blk = np.empty(m, np.int64)
+        for b in range(b0, b1):
+            for e in range(sptr[b], sptr[b + 1]):
+                comp[e - e0] = sterms[e]
+                blk[e - e0] = b - b0
+        o = np.argsort(comp * (b1 - b0) + blk)  # by component, then block
+        last = -1
+        for j in range(m):
+            e = o[j]
+            if comp[e] != last:
+                last = comp[e]
+                ccomp[nc] = last
+                cptr[nc] = ne
+                nc += 1
+            cblk[ne] = blk[e]
+            cq[ne] = sq[e0 + e]
+            ne += 1
+    tcomp[dim] = nc
+    cptr[nc] = ne
+    return tcomp, ccomp[:nc].copy(), cptr[: nc + 1].copy(), cblk, cq
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _find(a, lo, hi, x):
+    """The first position in a[lo:hi] (ascending) holding a value >= x."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def relative_offsets(tcomp: np.ndarray, cptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tent, rel): each term's first entry (int64, dim + 1) and each component's first entry counted from its
+    term's (uint32: a list's entries fit, the collection's may not), from absolute offsets ``cptr``."""
+    tent = np.asarray(cptr, np.int64)[np.asarray(tcomp, np.int64)]
+    term_of = np.repeat(np.arange(len(tcomp) - 1), np.diff(tcomp))
+    rel = np.asarray(cptr[:-1], np.int64) - tent[term_of]
+    return tent, rel.astype(np.uint32)
+
+
+@nb.njit(cache=True, nogil=True)
+def score_summaries(t, st, sw, tcomp, ccomp, tent, cptr, cblk, cq, sc):
+    """Add the query's dot product with each summary of term ``t``'s list into ``sc`` (codes, not yet scaled);
+    ``st`` / ``sw``: the query's terms ascending and their weights; ``cptr``: offsets from ``tent[t]``. Returns
+    the entries read."""
+    lo, hi = tcomp[t], tcomp[t + 1]
+    base = tent[t]
+    read = 0
+    for i in range(len(st)):
+        if lo >= hi:
+            break
+        pos = _find(ccomp, lo, hi, st[i])
+        if pos < hi and ccomp[pos] == st[i]:
+            w = sw[i]
+            e1 = base + cptr[pos + 1] if pos + 1 < hi else tent[t + 1]
+            for e in range(base + cptr[pos], e1):
+                sc[cblk[e]] += w * np.float32(cq[e])
+            read += e1 - base - cptr[pos] + 1
+            lo = pos + 1
+        else:
+            lo = pos
+    return read
