@@ -144,3 +144,13 @@ def test_segment_written_block_major_opens_checks_and_searches_the_same(light_en
     assert idx.check(deep=True).ok
     assert _approx(idx, qs) == before
     idx.close()
+
+
+def test_an_index_recorded_before_the_new_knobs_keeps_building_as_it_did():
+    from spladekit.index.local.approx_build import BuildSettings
+
+    old = {"lam": 0.05, "block": 16, "alpha": 0.5, "cluster": True, "summary_max": 48}
+    s = BuildSettings.from_record(old)
+    assert (s.summary_terms, s.list_max, s.block, s.alpha) == (32, 0, 16, 0.5)
+    assert BuildSettings.from_record(BuildSettings().record()) == BuildSettings()
+    assert BuildSettings.from_record(None) == BuildSettings()

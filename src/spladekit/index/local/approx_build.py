@@ -57,6 +57,9 @@ DOC_CUT = 16  # terms per document vector used to cluster a list
 SUM_CUT = 32  # terms per document vector that summaries are built from (the heaviest carry a block's maxima)
 
 
+LEGACY = {"summary_terms": SUM_CUT, "list_max": 0}  # knobs a record written before them did not name
+
+
 @dataclass(frozen=True)
 class BuildSettings:
     """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first) and ``list_max``
@@ -77,7 +80,9 @@ class BuildSettings:
 
     @classmethod
     def from_record(cls, rec: dict | None) -> BuildSettings:
-        return cls(**rec) if rec else cls()
+        """The settings an index recorded; a record from before a knob existed keeps the behaviour it was built
+        with (summaries from 32 terms, lists cut by ``lam`` alone), so new segments of an old index match its own."""
+        return cls(**{**LEGACY, **rec}) if rec else cls()
 
 
 @nb.njit(cache=True, nogil=True)
