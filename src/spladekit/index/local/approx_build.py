@@ -31,7 +31,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from .approx_summaries import relative_offsets, summary_cut, to_component_major
+from .approx_summaries import emit_list, grow, relative_offsets, summary_cut, to_component_major
 
 NAMES = (
     "tblk",
@@ -63,7 +63,7 @@ LEGACY = {"summary_terms": SUM_CUT, "list_max": 0}  # knobs a record written bef
 @dataclass(frozen=True)
 class BuildSettings:
     """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first) and ``list_max``
-    (the most it keeps, 0: no cap; Seismic's 3,500 x 1.5), ``block`` (documents per block, on average), ``alpha``
+    (the most it keeps, 0: no cap; Seismic's n_postings, about the postings its default build keeps), ``block`` (documents per block, on average), ``alpha``
     (share of a summary's mass kept), ``summary_max`` (entries a summary keeps at most, 0: no cap) and
     ``summary_terms`` (heaviest terms of each document a summary is built from, 0: all of them, as Seismic)."""
 
@@ -73,7 +73,7 @@ class BuildSettings:
     cluster: bool = True
     summary_max: int = 0
     summary_terms: int = 0
-    list_max: int = 5250
+    list_max: int = 3500
 
     def record(self) -> dict:
         return {**self.__dict__}
@@ -83,15 +83,6 @@ class BuildSettings:
         """The settings an index recorded; a record from before a knob existed keeps the behaviour it was built
         with (summaries from 32 terms, lists cut by ``lam`` alone), so new segments of an old index match its own."""
         return cls(**{**LEGACY, **rec}) if rec else cls()
-
-
-@nb.njit(cache=True, nogil=True)
-def _grow(a, need):
-    if need <= len(a):
-        return a
-    b = np.empty(max(need, 2 * len(a)), a.dtype)
-    b[: len(a)] = a
-    return b
 
 
 @nb.njit(cache=True, nogil=True)
@@ -111,8 +102,26 @@ def _doc_tops(indptr, indices, data, cut):
 
 @nb.njit(cache=True, nogil=True)
 def _build(
-    indptr, indices, data, term_ptr, docs, weights, dim, lam_n, block, alpha, cluster, smax, sum_cut, seed
+    indptr,
+    indices,
+    data,
+    term_ptr,
+    docs,
+    weights,
+    dim,
+    lam_n,
+    block,
+    alpha,
+    cluster,
+    smax,
+    sum_cut,
+    seed,
+    ccomp,
+    cblk,
 ):
+    """Blocks and summaries, list by list; each list's summaries are written component-major as soon as they are
+    built (``emit_list``: the block-major form of the whole segment, several times larger, never exists).
+    ``ccomp`` / ``cblk``: empty arrays of the dtypes to write components and block numbers in."""
     n = len(indptr) - 1
     np.random.seed(seed)
     tt, tw = _doc_tops(indptr, indices, data, max(DOC_CUT, sum_cut))
@@ -120,19 +129,26 @@ def _build(
     tblk = np.zeros(dim + 1, np.int64)
     bptr = np.zeros(1024, np.int64)
     bdocs = np.empty(1024, np.uint32)
-    sptr = np.zeros(1024, np.int64)
-    sterms = np.empty(4096, np.int32)
-    sq = np.empty(4096, np.uint8)
     sscale = np.empty(1024, np.float32)
+    tcomp = np.zeros(dim + 1, np.int64)
+    tent = np.zeros(dim + 1, np.int64)
+    cptr = np.empty(4096, np.uint32)
+    cq = np.empty(4096, np.uint8)
+    lt = np.empty(4096, np.int64)  # the current list's summaries, block-major
+    lb = np.empty(4096, np.int64)
+    lq = np.empty(4096, np.uint8)
     nbk = 0
     nd = 0
-    ns = 0
+    nc_ = 0
+    n_ent = 0  # summary entries written (``ne`` counts the centroid map)
     mx = np.zeros(dim, np.float32)
     touched = np.empty(dim, np.int64)
     head = np.full(dim, -1, np.int64)  # term -> first (centroid, weight) entry of the centroid map
     assign = np.empty(0, np.int64)
     for t in range(dim):
         tblk[t] = nbk
+        tcomp[t] = nc_
+        tent[t] = n_ent
         s, e = term_ptr[t], term_ptr[t + 1]
         L = e - s
         if L == 0:
@@ -204,10 +220,12 @@ def _build(
                     head[u] = -1
         # group by block (blocks in centroid order, documents ascending inside a block)
         o = np.argsort(assign * n + kd)
-        bptr = _grow(bptr, nbk + nc + 1)
-        sscale = _grow(sscale, nbk + nc)
-        bdocs = _grow(bdocs, nd + m)
+        bptr = grow(bptr, nbk + nc + 1)
+        sscale = grow(sscale, nbk + nc)
+        bdocs = grow(bdocs, nd + m)
         j = 0
+        ln = 0
+        lb0 = nbk
         while j < m:
             c = assign[o[j]]
             j0 = j
@@ -248,29 +266,37 @@ def _build(
                             total += w - mx[u]
                             mx[u] = w
             keepn, kt, scale = summary_cut(mx, touched, nt, total, alpha, smax, hist)
-            sterms = _grow(sterms, ns + keepn)
-            sq = _grow(sq, ns + keepn)
+            lt = grow(lt, ln + keepn)
+            lb = grow(lb, ln + keepn)
+            lq = grow(lq, ln + keepn)
             for q in range(keepn):
                 u = kt[q]
-                sterms[ns] = u
-                sq[ns] = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
-                ns += 1
+                lt[ln] = u
+                lb[ln] = nbk - lb0
+                lq[ln] = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
+                ln += 1
             for q in range(nt):
                 mx[touched[q]] = 0
             sscale[nbk] = scale
             nbk += 1
             bptr[nbk] = nd
-            sptr = _grow(sptr, nbk + 1)
-            sptr[nbk] = ns
+        ccomp, cptr, cblk, cq, nc_, n_ent = emit_list(
+            lt, lb, lq, ln, nbk - lb0, ccomp, cptr, cblk, cq, nc_, n_ent
+        )
     tblk[dim] = nbk
+    tcomp[dim] = nc_
+    tent[dim] = n_ent
     return (
         tblk,
         bptr[: nbk + 1].copy(),
         bdocs[:nd].copy(),
-        sptr[: nbk + 1].copy(),
-        sterms[:ns].copy(),
-        sq[:ns].copy(),
         sscale[:nbk].copy(),
+        tcomp,
+        ccomp[:nc_].copy(),
+        tent,
+        cptr[:nc_].copy(),
+        cblk[:n_ent].copy(),
+        cq[:n_ent].copy(),
     )
 
 
@@ -283,6 +309,9 @@ def build(
     lam_n = max(LAM_MIN, math.ceil(settings.lam * n))
     if settings.list_max > 0:
         lam_n = min(lam_n, max(LAM_MIN, int(settings.list_max)))
+    tdt = np.uint16 if dim <= 1 << 16 else np.int32
+    longest = int(np.diff(np.asarray(term_ptr, np.int64)).max()) if dim else 0
+    per_list = -(-min(longest, lam_n) // int(settings.block))  # blocks of the longest list, at most
     out = _build(
         np.asarray(indptr, np.int64),
         np.asarray(indices, np.int64),
@@ -298,23 +327,20 @@ def build(
         int(settings.summary_max),
         int(settings.summary_terms),
         0,
+        np.empty(4096, tdt),
+        np.empty(4096, np.uint16 if per_list <= 1 << 16 else np.uint32),
     )
-    tblk, bptr, bdocs, sptr, sterms, sq, sscale = out
-    tcomp, ccomp, cptr, cblk, cq = to_component_major(tblk, sptr, sterms, sq)
-    del sptr, sterms, sq
-    tent, cptr = relative_offsets(tcomp, cptr)
-    tdt = np.uint16 if dim <= 1 << 16 else np.int32
-    per_list = int(np.diff(tblk).max()) if len(tblk) > 1 else 0
+    tblk, bptr, bdocs, sscale, tcomp, ccomp, tent, cptr, cblk, cq = out
     arrays = {
         "tblk": tblk,
         "bptr": bptr,
         "bdocs": bdocs,
         "sscale": sscale,
         "tcomp": tcomp,
-        "ccomp": ccomp.astype(tdt),
+        "ccomp": ccomp,
         "tent": tent,
         "cptr": cptr,
-        "cblk": cblk.astype(np.uint16 if per_list <= 1 << 16 else np.uint32),
+        "cblk": cblk,
         "cq": cq,
         "fptr": np.asarray(indptr, np.int64),
         "fterms": np.asarray(indices).astype(tdt),

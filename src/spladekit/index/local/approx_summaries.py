@@ -105,6 +105,39 @@ def to_component_major(tblk, sptr, sterms, sq):
     return tcomp, ccomp[:nc].copy(), cptr[: nc + 1].copy(), cblk, cq
 
 
+@nb.njit(cache=True, nogil=True)
+def grow(a, need):
+    """``a`` with room for ``need`` entries (x1.5: the summaries are the structure's largest arrays)."""
+    if need <= len(a):
+        return a
+    b = np.empty(max(need, len(a) + len(a) // 2), a.dtype)
+    b[: len(a)] = a
+    return b
+
+
+@nb.njit(cache=True, nogil=True)
+def emit_list(lt, lb, lq, ln, nblocks, ccomp, cptr, cblk, cq, nc, ne):
+    """Append one term list's summaries, given block-major as ``ln`` entries (component ``lt``, block ``lb``
+    within the list, code ``lq``), component-major to the segment's arrays (``cptr`` counted from the list's
+    first entry). Returns the arrays (grown as needed) and the new counts (components, entries)."""
+    o = np.argsort(lt[:ln] * nblocks + lb[:ln])
+    ccomp = grow(ccomp, nc + ln)
+    cptr = grow(cptr, nc + ln)
+    cblk = grow(cblk, ne + ln)
+    cq = grow(cq, ne + ln)
+    last = -1
+    for j in range(ln):
+        e = o[j]
+        if lt[e] != last:
+            last = lt[e]
+            ccomp[nc] = last
+            cptr[nc] = j
+            nc += 1
+        cblk[ne + j] = lb[e]
+        cq[ne + j] = lq[e]
+    return ccomp, cptr, cblk, cq, nc, ne + ln
+
+
 @nb.njit(cache=True, nogil=True, inline="always")
 def _find(a, lo, hi, x):
     """The first position in a[lo:hi] (ascending) holding a value >= x."""
