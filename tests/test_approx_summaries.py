@@ -154,3 +154,32 @@ def test_an_index_recorded_before_the_new_knobs_keeps_building_as_it_did():
     assert (s.summary_terms, s.list_max, s.block, s.alpha) == (32, 0, 16, 0.5)
     assert BuildSettings.from_record(BuildSettings().record()) == BuildSettings()
     assert BuildSettings.from_record(None) == BuildSettings()
+
+
+def test_global_cut_keeps_the_segments_heaviest_postings(light_encoder, tmp_path):
+    """global_postings x vocabulary postings are kept in all, the heaviest of the segment (Seismic's global
+    threshold), each list within its own cap: light terms give way to heavy ones."""
+    from spladekit.index.local.approx_build import BuildSettings
+
+    rng = np.random.default_rng(9)
+    dim = light_encoder.vocab_size
+    rows = []
+    for _ in range(3000):
+        t = np.unique(rng.choice(400, 40))
+        w = rng.gamma(1.5, 0.6, len(t)).astype(np.float32) * (1 + (t % 7))  # some terms are heavier
+        rows.append((t, w))
+    docs = SparseVectors.from_rows(rows, dim)
+    settings = BuildSettings(global_postings=2)  # 2 x 30,522 of the ~113k postings
+    idx = Index.create(tmp_path / "idx", encoder=light_encoder, approx=settings)
+    idx.add_vectors([f"d{i}" for i in range(len(docs))], docs)
+    idx.commit()
+    meta = idx._segments[0].meta["approx"]
+    w = np.asarray(docs.data, np.float32)
+    budget = 2 * dim
+    thr = np.sort(w)[::-1][budget - 1]
+    per_term = np.bincount(np.asarray(docs.indices), weights=(w >= thr).astype(np.float64), minlength=dim)
+    assert meta["kept"] == int(np.minimum(per_term, meta["lam_n"]).sum()) < len(w)
+    # heavy terms keep more of their list than light ones
+    kept = np.diff(idx._segments[0].ax.tblk)
+    assert kept[6::7][:50].sum() > kept[0::7][:50].sum()
+    idx.close()

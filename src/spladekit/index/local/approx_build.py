@@ -1,7 +1,7 @@
 """The approximate-search structure of a segment (Seismic-style), built with the segment and as immutable.
 
 Per term, its postings cut to the heaviest ``lam`` x the segment's documents (at least ``LAM_MIN``, at most
-``list_max``), grouped into blocks of about ``block`` documents by clustering (a document joins the block of the
+``list_max``) among the segment's ``global_postings`` x vocabulary heaviest (Seismic's global threshold), grouped into blocks of about ``block`` documents by clustering (a document joins the block of the
 sampled centroid document it has the largest dot product with, on both vectors' ``DOC_CUT`` heaviest terms); each
 block has a summary vector: per term the largest weight over its documents (all their terms, or their
 ``summary_terms`` heaviest), pruned to the heaviest entries holding ``alpha`` of its mass and quantised to a byte
@@ -57,13 +57,19 @@ DOC_CUT = 16  # terms per document vector used to cluster a list
 SUM_CUT = 32  # terms per document vector that summaries are built from (the heaviest carry a block's maxima)
 
 
-LEGACY = {"summary_terms": SUM_CUT, "list_max": 0}  # knobs a record written before them did not name
+LEGACY = {
+    "summary_terms": SUM_CUT,
+    "list_max": 0,
+    "global_postings": 0,
+}  # knobs a record written before them did not name
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first) and ``list_max``
-    (the most it keeps, 0: no cap; Seismic's n_postings, about the postings its default build keeps), ``block`` (documents per block, on average), ``alpha``
+    """Build-time knobs: ``lam`` (share of the segment's documents a term keeps, heaviest first), ``list_max``
+    (the most it keeps, 0: no cap) and ``global_postings`` (x the vocabulary: the segment's heaviest postings
+    kept in all, so light terms give way to heavy ones; 0: no global cut; Seismic's n_postings 3,500 and its
+    cap of 1.5 x that per list), ``block`` (documents per block, on average), ``alpha``
     (share of a summary's mass kept), ``summary_max`` (entries a summary keeps at most, 0: no cap) and
     ``summary_terms`` (heaviest terms of each document a summary is built from, 0: all of them, as Seismic)."""
 
@@ -73,7 +79,8 @@ class BuildSettings:
     cluster: bool = True
     summary_max: int = 0
     summary_terms: int = 0
-    list_max: int = 3500
+    list_max: int = 5250
+    global_postings: int = 3500
 
     def record(self) -> dict:
         return {**self.__dict__}
@@ -110,6 +117,7 @@ def _build(
     weights,
     dim,
     lam_n,
+    thr,
     block,
     alpha,
     cluster,
@@ -121,7 +129,8 @@ def _build(
 ):
     """Blocks and summaries, list by list; each list's summaries are written component-major as soon as they are
     built (``emit_list``: the block-major form of the whole segment, several times larger, never exists).
-    ``ccomp`` / ``cblk``: empty arrays of the dtypes to write components and block numbers in."""
+    ``ccomp`` / ``cblk``: empty arrays of the dtypes to write components and block numbers in; ``thr``: the
+    weight below which no posting is kept (the segment's global cut)."""
     n = len(indptr) - 1
     np.random.seed(seed)
     tt, tw = _doc_tops(indptr, indices, data, max(DOC_CUT, sum_cut))
@@ -155,6 +164,11 @@ def _build(
             continue
         keep = np.argsort(-weights[s:e], kind="mergesort")[: min(L, lam_n)]
         m = len(keep)
+        while m > 0 and weights[s + keep[m - 1]] < thr:  # below the segment's global cut
+            m -= 1
+        if m == 0:
+            continue
+        keep = keep[:m]
         kd = np.empty(m, np.int64)
         for j in range(m):
             kd[j] = docs[s + keep[j]]
@@ -309,6 +323,12 @@ def build(
     lam_n = max(LAM_MIN, math.ceil(settings.lam * n))
     if settings.list_max > 0:
         lam_n = min(lam_n, max(LAM_MIN, int(settings.list_max)))
+    thr = np.float32(0.0)
+    budget = int(settings.global_postings) * dim
+    if 0 < budget < len(weights):  # Seismic's global threshold: the segment's heaviest budget postings
+        thr = np.float32(
+            np.partition(np.asarray(weights, np.float32), len(weights) - budget)[len(weights) - budget]
+        )
     tdt = np.uint16 if dim <= 1 << 16 else np.int32
     longest = int(np.diff(np.asarray(term_ptr, np.int64)).max()) if dim else 0
     per_list = -(-min(longest, lam_n) // int(settings.block))  # blocks of the longest list, at most
@@ -321,6 +341,7 @@ def build(
         weights,
         dim,
         lam_n,
+        thr,
         int(settings.block),
         float(settings.alpha),
         bool(settings.cluster),
