@@ -47,6 +47,10 @@ def curves(rows: dict) -> dict[str, list[tuple[float, float, str]]]:
             qc, hf = name.removeprefix("seismic-").split("-")
             qc = "all" if int(qc[1:]) >= 1000 else qc[1:]
             series, label = "pyseismic", f"q{qc} hf{hf[2:]}"
+        elif name.startswith("spladekit-q"):  # --approx-grid: explicit knobs
+            qt, hf = name.removeprefix("spladekit-").split("-")
+            qt = "all" if int(qt[1:]) >= 1000 else qt[1:]
+            series, label = "spladekit approx", f"q{qt} hf{hf[2:]}"
         elif name.startswith("spladekit-") and name.removeprefix("spladekit-")[:1].isdigit():
             knobs = r.get("note", "").split(":", 1)[-1].split(";")[0].strip()
             target = name.removeprefix("spladekit-")
@@ -83,7 +87,7 @@ def main() -> None:
         mark = "*" * i
         more_rows = json.loads(more.read_text())["rows"]
         for name, r in more_rows.items():
-            if "p50" in r and (name.startswith("seismic-") or name[10:11].isdigit()):
+            if "p50" in r and (name.startswith("seismic-") or name[10:11].isdigit() or name[10:11] == "q"):
                 rows[f"{name}@{i}"] = {**r, "mark": mark}
         refs = [
             m
