@@ -11,12 +11,7 @@ import pytest
 
 from spladekit.index import Index, Plan
 from spladekit.index.local.approx_build import FILES, OLD_NAMES
-from spladekit.index.local.approx_summaries import (
-    relative_offsets,
-    score_summaries,
-    summary_cut,
-    to_component_major,
-)
+from spladekit.index.local.approx_summaries import score_summaries, summary_cut, to_component_major
 from spladekit.index.local.integrity import folder_sums, seal
 from spladekit.sparse import SparseVectors
 
@@ -66,9 +61,8 @@ def test_component_major_scores_match_block_major_vectors():
     sptr = np.concatenate([[0], np.cumsum([len(v) for v in vecs])]).astype(np.int64)
     sterms = np.concatenate(vecs).astype(np.int64)
     sq = rng.integers(1, 256, len(sterms)).astype(np.uint8)
-    tcomp, ccomp, cptr, cblk, cq = to_component_major(tblk, sptr, sterms, sq)
-    assert cptr[-1] == len(sterms) and len(ccomp) == len(cptr) - 1
-    tent, cptr = relative_offsets(tcomp, cptr)
+    tcomp, ccomp, tent, cptr, cblk, cq = to_component_major(tblk, sptr, sterms, sq)
+    assert tent[-1] == len(sterms) == len(cblk) and len(ccomp) == len(cptr) == tcomp[-1]
     for _ in range(30):
         qt = np.sort(rng.choice(dim, rng.integers(1, 80), replace=False)).astype(np.int64)
         qw = rng.random(len(qt)).astype(np.float32)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from .approx_summaries import emit_list, grow, relative_offsets, summary_cut, to_component_major
+from .approx_summaries import emit_list, grow, summary_cut, to_component_major
 
 NAMES = (
     "tblk",
@@ -90,6 +90,21 @@ class BuildSettings:
         """The settings an index recorded; a record from before a knob existed keeps the behaviour it was built
         with (summaries from 32 terms, lists cut by ``lam`` alone), so new segments of an old index match its own."""
         return cls(**{**LEGACY, **rec}) if rec else cls()
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _take_max(u, w, mx, touched, nt, total):
+    """Fold weight ``w`` of term ``u`` into a block's running maxima ``mx`` (``touched``: the terms set so far,
+    ``total``: their summed maxima); returns the new (nt, total)."""
+    if w <= 0:
+        return nt, total
+    if mx[u] == 0:
+        touched[nt] = u
+        nt += 1
+    if w > mx[u]:
+        total += w - mx[u]
+        mx[u] = w
+    return nt, total
 
 
 @nb.njit(cache=True, nogil=True)
@@ -255,30 +270,12 @@ def _build(
                 d = kd[o[q]]
                 if sum_cut > 0:
                     for a in range(sum_cut):
-                        u = tt[d, a]
-                        if u < 0:
+                        if tt[d, a] < 0:
                             break
-                        w = tw[d, a]
-                        if w <= 0:
-                            continue
-                        if mx[u] == 0:
-                            touched[nt] = u
-                            nt += 1
-                        if w > mx[u]:
-                            total += w - mx[u]
-                            mx[u] = w
+                        nt, total = _take_max(tt[d, a], tw[d, a], mx, touched, nt, total)
                 else:
                     for x in range(indptr[d], indptr[d + 1]):
-                        u = indices[x]
-                        w = data[x]
-                        if w <= 0:
-                            continue
-                        if mx[u] == 0:
-                            touched[nt] = u
-                            nt += 1
-                        if w > mx[u]:
-                            total += w - mx[u]
-                            mx[u] = w
+                        nt, total = _take_max(indices[x], data[x], mx, touched, nt, total)
             keepn, kt, scale = summary_cut(mx, touched, nt, total, alpha, smax, hist)
             lt = grow(lt, ln + keepn)
             lb = grow(lb, ln + keepn)
@@ -403,10 +400,9 @@ class ApproxView:
         if layout == LAYOUT:
             return cls(*(np.asarray(arr(f)) for f in FILES))
         a = {n: np.asarray(arr(f"ax_{n}.npy")) for n in OLD_NAMES}
-        tcomp, ccomp, cptr, cblk, cq = to_component_major(
+        tcomp, ccomp, tent, cptr, cblk, cq = to_component_major(
             a["tblk"], a["sptr"], a["sterms"].astype(np.int64), a["sq"]
         )
-        tent, cptr = relative_offsets(tcomp, cptr)
         return cls(
             a["tblk"],
             a["bptr"],

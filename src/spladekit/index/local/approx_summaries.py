@@ -16,6 +16,8 @@ import math
 import numba as nb
 import numpy as np
 
+from .kernels import lower_bound
+
 
 @nb.njit(cache=True, nogil=True)
 def summary_cut(mx, touched, nt, total, alpha, smax, hist):
@@ -62,50 +64,6 @@ def summary_cut(mx, touched, nt, total, alpha, smax, hist):
 
 
 @nb.njit(cache=True, nogil=True)
-def to_component_major(tblk, sptr, sterms, sq):
-    """(tcomp, ccomp, cptr, cblk, cq) from block-major summaries: per term t its components are
-    ``ccomp[tcomp[t]:tcomp[t + 1]]``, ascending; component c's entries ``cptr[c]:cptr[c + 1]`` of ``cblk`` (the
-    block's number within the term's list) and ``cq`` (its code), blocks ascending."""
-    dim = len(tblk) - 1
-    ns = len(sterms)
-    tcomp = np.zeros(dim + 1, np.int64)
-    ccomp = np.empty(ns, np.int32)
-    cptr = np.zeros(ns + 1, np.int64)
-    cblk = np.empty(ns, np.int32)
-    cq = np.empty(ns, np.uint8)
-    nc = 0
-    ne = 0
-    for t in range(dim):
-        tcomp[t] = nc
-        b0, b1 = tblk[t], tblk[t + 1]
-        e0, e1 = sptr[b0], sptr[b1]
-        m = e1 - e0
-        if m == 0:
-            continue
-        comp = np.empty(m, np.int64)
-        blk = np.empty(m, np.int64)
-        for b in range(b0, b1):
-            for e in range(sptr[b], sptr[b + 1]):
-                comp[e - e0] = sterms[e]
-                blk[e - e0] = b - b0
-        o = np.argsort(comp * (b1 - b0) + blk)  # by component, then block
-        last = -1
-        for j in range(m):
-            e = o[j]
-            if comp[e] != last:
-                last = comp[e]
-                ccomp[nc] = last
-                cptr[nc] = ne
-                nc += 1
-            cblk[ne] = blk[e]
-            cq[ne] = sq[e0 + e]
-            ne += 1
-    tcomp[dim] = nc
-    cptr[nc] = ne
-    return tcomp, ccomp[:nc].copy(), cptr[: nc + 1].copy(), cblk, cq
-
-
-@nb.njit(cache=True, nogil=True)
 def grow(a, need):
     """``a`` with room for ``need`` entries (x1.5: the summaries are the structure's largest arrays)."""
     if need <= len(a):
@@ -138,27 +96,6 @@ def emit_list(lt, lb, lq, ln, nblocks, ccomp, cptr, cblk, cq, nc, ne):
     return ccomp, cptr, cblk, cq, nc, ne + ln
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _find(a, lo, hi, x):
-    """The first position in a[lo:hi] (ascending) holding a value >= x."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-def relative_offsets(tcomp: np.ndarray, cptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tent, rel): each term's first entry (int64, dim + 1) and each component's first entry counted from its
-    term's (uint32: a list's entries fit, the collection's may not), from absolute offsets ``cptr``."""
-    tent = np.asarray(cptr, np.int64)[np.asarray(tcomp, np.int64)]
-    term_of = np.repeat(np.arange(len(tcomp) - 1), np.diff(tcomp))
-    rel = np.asarray(cptr[:-1], np.int64) - tent[term_of]
-    return tent, rel.astype(np.uint32)
-
-
 @nb.njit(cache=True, nogil=True)
 def score_summaries(t, st, sw, tcomp, ccomp, tent, cptr, cblk, cq, sc):
     """Add the query's dot product with each summary of term ``t``'s list into ``sc`` (codes, not yet scaled);
@@ -170,7 +107,7 @@ def score_summaries(t, st, sw, tcomp, ccomp, tent, cptr, cblk, cq, sc):
     for i in range(len(st)):
         if lo >= hi:
             break
-        pos = _find(ccomp, lo, hi, st[i])
+        pos = lower_bound(ccomp, lo, hi, st[i])
         if pos < hi and ccomp[pos] == st[i]:
             w = sw[i]
             e1 = base + cptr[pos + 1] if pos + 1 < hi else tent[t + 1]
@@ -181,3 +118,36 @@ def score_summaries(t, st, sw, tcomp, ccomp, tent, cptr, cblk, cq, sc):
         else:
             lo = pos
     return read
+
+
+@nb.njit(cache=True, nogil=True)
+def to_component_major(tblk, sptr, sterms, sq):
+    """(tcomp, ccomp, tent, cptr, cblk, cq) from block-major summaries (the layout segments were written in
+    before): per term t its components ``ccomp[tcomp[t]:tcomp[t + 1]]`` ascending, each component's entries
+    from ``tent[t] + cptr[c]``, as ``emit_list`` writes them."""
+    dim = len(tblk) - 1
+    tcomp = np.zeros(dim + 1, np.int64)
+    tent = np.zeros(dim + 1, np.int64)
+    ccomp = np.empty(1024, np.int32)
+    cptr = np.empty(1024, np.uint32)
+    cblk = np.empty(1024, np.int32)
+    cq = np.empty(1024, np.uint8)
+    nc = 0
+    ne = 0
+    for t in range(dim):
+        tcomp[t] = nc
+        tent[t] = ne
+        b0, b1 = tblk[t], tblk[t + 1]
+        e0, e1 = sptr[b0], sptr[b1]
+        lt = np.empty(e1 - e0, np.int64)
+        lb = np.empty(e1 - e0, np.int64)
+        for b in range(b0, b1):
+            for e in range(sptr[b], sptr[b + 1]):
+                lt[e - e0] = sterms[e]
+                lb[e - e0] = b - b0
+        ccomp, cptr, cblk, cq, nc, ne = emit_list(
+            lt, lb, sq[e0:e1], e1 - e0, b1 - b0, ccomp, cptr, cblk, cq, nc, ne
+        )
+    tcomp[dim] = nc
+    tent[dim] = ne
+    return tcomp, ccomp[:nc].copy(), tent, cptr[:nc].copy(), cblk[:ne].copy(), cq[:ne].copy()

@@ -150,20 +150,23 @@ def _push(hs, hd, size, k, score, doc):
     return size
 
 
-@nb.njit(cache=True, nogil=True)
-def _find(docs16, s, e, target):
-    """Binary search of a uint16 offset in docs16[s:e]; returns the position or -1."""
-    lo = s
-    hi = e
+@nb.njit(cache=True, nogil=True, inline="always")
+def lower_bound(a, lo, hi, x):
+    """The first position in a[lo:hi] (ascending) holding a value >= x (hi if none)."""
     while lo < hi:
         mid = (lo + hi) >> 1
-        if docs16[mid] < target:
+        if a[mid] < x:
             lo = mid + 1
         else:
             hi = mid
-    if lo < e and docs16[lo] == target:
-        return lo
-    return -1
+    return lo
+
+
+@nb.njit(cache=True, nogil=True)
+def _find(docs16, s, e, target):
+    """Binary search of a uint16 offset in docs16[s:e]; returns the position or -1."""
+    lo = lower_bound(docs16, s, e, target)
+    return lo if lo < e and docs16[lo] == target else -1
 
 
 @nb.njit(cache=True, nogil=True)
