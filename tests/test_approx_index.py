@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from spladekit.cli import app
 from spladekit.errors import InputError
 from spladekit.index import Index, Plan
-from spladekit.index.local.approx_build import FILES, BuildSettings
+from spladekit.index.local.approx_build import BuildSettings
+from spladekit.index.local.approx_files import FILES
 from spladekit.sparse import SparseVectors
 
 N = 4000

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spladekit.index import Index, Plan
-from spladekit.index.local.approx_build import FILES, OLD_NAMES
+from spladekit.index.local.approx_files import FILES, OLD_NAMES
 from spladekit.index.local.approx_summaries import score_summaries, summary_cut, to_component_major
 from spladekit.index.local.integrity import folder_sums, seal
 from spladekit.sparse import SparseVectors

@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from ...errors import DataFormatError
-from .approx_build import structure_problem
+from .approx_files import structure_problem
 from .codec import GAP_MIN, SKIP, WINDOW
 
 CHUNK = 1 << 20

@@ -32,7 +32,7 @@ from ...errors import DataFormatError
 from ...io import fsync_dir, naming
 from ..filters import canonical
 from ..validate import decode_record
-from . import approx_build, codec, kernels
+from . import approx_build, approx_files, codec, kernels
 from .approx_kernels import search_approx
 from .lexical import LexicalArrays, LexicalView
 
@@ -174,7 +174,7 @@ class Segment:
     sums: dict | None = None  # file name -> recorded [size, crc32] (None: not recorded)
     _ids_ok: bool = field(default=False, repr=False)
     lex: LexicalView | None = None  # the BM25 view, when the segment has one
-    ax: approx_build.ApproxView | None = None  # the approximate-search structure, when the segment has one
+    ax: approx_files.ApproxView | None = None  # the approximate-search structure, when the segment has one
     _lex_stats: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
@@ -220,7 +220,7 @@ class Segment:
             store_blob=_mmap_bytes(folder / "store.bin") if has_store else None,
             store_off=arr("store_off.npy") if has_store else None,
             lex=LexicalView.load(folder, arr, _mmap_bytes) if meta.get("lexical") else None,
-            ax=approx_build.ApproxView.load(folder, arr, meta["approx"].get("summaries"))
+            ax=approx_files.ApproxView.load(folder, arr, meta["approx"].get("summaries"))
             if meta.get("approx")
             else None,
         )
