@@ -177,3 +177,23 @@ def test_global_cut_keeps_the_segments_heaviest_postings(light_encoder, tmp_path
     kept = np.diff(idx._segments[0].ax.tblk)
     assert kept[6::7][:50].sum() > kept[0::7][:50].sum()
     idx.close()
+
+
+def test_a_damaged_array_header_is_a_clear_error(light_encoder, tmp_path):
+    """numpy raises tokenize / syntax errors for some damaged .npy headers: opening names the file instead."""
+    from spladekit.errors import DataFormatError
+
+    rng = np.random.default_rng(2)
+    rows = [(np.unique(rng.choice(400, 30)), rng.random(30).astype(np.float32)) for _ in range(300)]
+    docs = SparseVectors.from_rows([(t, w[: len(t)]) for t, w in rows], light_encoder.vocab_size)
+    path = tmp_path / "idx"
+    idx = Index.create(path, encoder=light_encoder)
+    idx.add_vectors([f"d{i}" for i in range(len(docs))], docs)
+    idx.commit()
+    f = idx._segments[0].folder / "ax_tblk.npy"
+    idx.close()
+    raw = bytearray(f.read_bytes())
+    raw[raw.index(b"}") + 8] = ord("[")  # inside the header's padding: an unclosed bracket
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataFormatError, match="ax_tblk.npy"):
+        Index.open(path)

@@ -25,6 +25,7 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -197,7 +198,7 @@ class Segment:
         def arr(name: str) -> np.ndarray:  # memory-mapped, as a plain ndarray view (see _mmap_bytes)
             try:
                 return np.asarray(np.load(folder / name, mmap_mode="r", allow_pickle=False))
-            except (ValueError, EOFError) as e:  # a damaged header: name the file
+            except (ValueError, EOFError, SyntaxError, TokenError) as e:  # a damaged header: name the file
                 raise DataFormatError(str(folder / name), None, f"unreadable array ({e})") from None
 
         win_min = arr("win_min.npy") if (folder / "win_min.npy").exists() else np.zeros((dim, nw), np.float32)
