@@ -32,7 +32,7 @@ import numba as nb
 import numpy as np
 
 from .approx_files import LAYOUT, NAMES
-from .approx_summaries import emit_list, grow, summary_cut
+from .approx_summaries import code, emit_list, grow, summary_cut
 
 LAM_MIN = 256  # a term keeps at least this many postings (all of them in small segments)
 DOC_CUT = 16  # terms per document vector used to cluster a list
@@ -265,7 +265,7 @@ def _build(
                 u = kt[q]
                 lt[ln] = u
                 lb[ln] = nbk - lb0
-                lq[ln] = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
+                lq[ln] = code(mx[u], scale)
                 ln += 1
             for q in range(nt):
                 mx[touched[q]] = 0

@@ -19,6 +19,12 @@ import numpy as np
 from .kernels import lower_bound
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def code(w, scale):
+    """The byte a summary stores weight ``w`` as, rounded up (code x scale never under-scores ``w``)."""
+    return min(255, int(math.ceil(w / scale - 1e-4)))
+
+
 @nb.njit(cache=True, nogil=True)
 def summary_cut(mx, touched, nt, total, alpha, smax, hist):
     """A block summary's entries: (count, sorted terms, scale). The heaviest of the ``nt`` touched terms holding
@@ -34,7 +40,7 @@ def summary_cut(mx, touched, nt, total, alpha, smax, hist):
     hist[:] = 0.0
     for q in range(nt):
         w = mx[touched[q]]
-        c = min(255, int(math.ceil(w / scale - 1e-4)))
+        c = code(w, scale)
         cnt[c] += 1
         hist[c] += w
     cap = smax if smax > 0 else nt
@@ -54,7 +60,7 @@ def summary_cut(mx, touched, nt, total, alpha, smax, hist):
     m = 0
     for q in range(nt):
         u = touched[q]
-        c = min(255, int(math.ceil(mx[u] / scale - 1e-4)))
+        c = code(mx[u], scale)
         if c > cut or (c == cut and room != 0):
             if c == cut and room > 0:
                 room -= 1
