@@ -30,6 +30,14 @@ FILES = tuple(f"ax_{n}.npy" for n in NAMES)
 # segments written before summaries were stored component-major (meta "summaries" absent): transposed on load
 OLD_NAMES = ("tblk", "bptr", "bdocs", "sptr", "sterms", "sq", "sscale", "fptr", "fterms", "fw")
 LAYOUT = "component"
+COMPONENT_NAMES = (
+    "tcomp",
+    "ccomp",
+    "tent",
+    "cptr",
+    "cblk",
+    "cq",
+)  # what to_component_major returns, in order
 
 
 @dataclass
@@ -56,24 +64,17 @@ class ApproxView:
         if layout == LAYOUT:
             return cls(*(np.asarray(arr(f)) for f in FILES))
         a = {n: np.asarray(arr(f"ax_{n}.npy")) for n in OLD_NAMES}
-        tcomp, ccomp, tent, cptr, cblk, cq = to_component_major(
-            a["tblk"], a["sptr"], a["sterms"].astype(np.int64), a["sq"]
+        a.update(
+            zip(
+                COMPONENT_NAMES,
+                to_component_major(a["tblk"], a["sptr"], a["sterms"].astype(np.int64), a["sq"]),
+            )
         )
-        return cls(
-            a["tblk"],
-            a["bptr"],
-            a["bdocs"],
-            a["sscale"],
-            tcomp,
-            ccomp,
-            tent,
-            cptr,
-            cblk,
-            cq,
-            a["fptr"],
-            a["fterms"],
-            a["fw"],
-        )
+        return cls(**{n: a[n] for n in NAMES})
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays in ``NAMES`` order, as the search kernel takes them."""
+        return tuple(getattr(self, n) for n in NAMES)
 
 
 def structure_problem(
